@@ -1,0 +1,189 @@
+"""Evaluate a function at every remaining point of a grid, on one process or many.
+
+Rank 0 owns the surface file and a queue of the remaining points. Every rank, rank 0
+included, computes points. Other ranks ask rank 0 for their next point while they compute the
+current one (so the answer is waiting when they finish) and send their results with that
+request; rank 0 answers between the batches of its own forward passes. Results are written
+by rank 0 alone, in batches at most every ``flush_secs`` seconds, each batch an atomic
+replacement of the file (see h5_util). There is no collective operation per point.
+
+    rank k != 0                           rank 0
+    ---------------------------------     -------------------------------------------
+    send (results so far, want 1) ----->  record results; reply with next point(s)
+    compute current point                 compute its own points, polling between batches
+    wait for reply <--------------------  ...
+    (empty reply: send final results)     when the queue is empty: serve until all final
+"""
+from __future__ import annotations
+
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+from tqdm import tqdm
+
+import h5_util
+from h5_util import MetricGroup
+from mpi_util import World
+from scheduler import WorkItem, WorkQueue, remaining_points
+
+Poll = Callable[[], None]
+# (flat index, names of the groups to compute, poll) -> {metric key: value}
+PointFn = Callable[[int, tuple[str, ...], Poll], Mapping[str, float]]
+
+TAG_REQUEST, TAG_WORK = 11, 12
+
+
+@dataclass
+class GridStats:
+    """What a run did: points computed (by rank), and wall time."""
+
+    computed: int = 0
+    already_done: int = 0
+    seconds: float = 0.0
+    per_rank: list[int] = field(default_factory=list)
+
+
+class ResultWriter:
+    """Buffers results on rank 0 and writes them to the surface file in timed batches."""
+
+    def __init__(self, path: str, groups: Sequence[MetricGroup], flush_secs: float):
+        self.path, self.groups, self.flush_secs = path, list(groups), flush_secs
+        self._pending: dict[str, tuple[list[int], list[float]]] = {}
+        self._last = time.monotonic()
+
+    def add(self, index: int, values: Mapping[str, float]) -> None:
+        for key, value in values.items():
+            idx, vals = self._pending.setdefault(key, ([], []))
+            idx.append(index)
+            vals.append(value)
+
+    def maybe_flush(self) -> None:
+        if self._pending and time.monotonic() - self._last >= self.flush_secs:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._pending:
+            results = {k: (np.array(i), np.array(v)) for k, (i, v) in self._pending.items()}
+            h5_util.update_surface_file(self.path, groups=self.groups, results=results)
+            self._pending.clear()
+        self._last = time.monotonic()
+
+
+def run_grid(*, world: World, surf_file: str, groups: Sequence[MetricGroup],
+             evaluate_point: PointFn, flush_secs: float = 5.0, progress: bool = True,
+             desc: str = "points") -> GridStats:
+    """Compute every point that some group in ``groups`` still lacks, on all ranks.
+
+    Every rank calls this together after the surface file exists. Rank 0 reads which points
+    remain, hands them out, writes all results and returns the statistics; other ranks return
+    empty statistics.
+    """
+    start = time.monotonic()
+    if world.is_root:
+        with h5_util.writer_lock(surf_file):
+            h5_util.update_surface_file(surf_file, groups=groups)  # arrays and masks exist
+            surface = h5_util.read_surface_file(surf_file)
+            done = {g.name: surface.done_mask(g) for g in groups}
+            todo = remaining_points(done)
+            total = int(np.prod(surface.shape))
+            root = _Root(world, todo, ResultWriter(surf_file, groups, flush_secs),
+                         total=total, progress=progress, desc=desc)
+            stats = root.run(evaluate_point)
+    else:
+        _run_worker(world, evaluate_point)
+        stats = GridStats()
+    stats.seconds = time.monotonic() - start
+    return stats
+
+
+class _Root:
+    def __init__(self, world: World, todo: list[WorkItem], writer: ResultWriter, *, total: int,
+                 progress: bool, desc: str):
+        self.world, self.writer = world, writer
+        self.queue = WorkQueue(todo)
+        self.stats = GridStats(already_done=total - len(todo), per_rank=[0] * world.size)
+        self.active = world.size - 1
+        interactive = sys.stderr.isatty()
+        self.bar = tqdm(total=total, initial=total - len(todo), desc=desc, unit="pt",
+                        disable=not progress, dynamic_ncols=True, smoothing=0.1,
+                        mininterval=0.5 if interactive else 30.0, file=sys.stderr)
+        if world.comm is not None:
+            from mpi4py import MPI
+            self._any_source, self._status = MPI.ANY_SOURCE, MPI.Status()
+
+    def run(self, evaluate_point: PointFn) -> GridStats:
+        try:
+            while items := self.queue.take(1):
+                index, needs = items[0]
+                self._record(0, index, evaluate_point(index, needs, self.poll))
+                self.poll()
+            while self.active > 0:  # no work left here: serve the others until they finish
+                msg = self.world.comm.recv(source=self._any_source, tag=TAG_REQUEST, status=self._status)
+                self._serve(self._status.Get_source(), msg)
+        finally:
+            self.writer.flush()
+            self.bar.close()
+        return self.stats
+
+    def poll(self) -> None:
+        """Answer every waiting request (called between batches and between points)."""
+        comm = self.world.comm
+        if comm is None:
+            return
+        while comm.Iprobe(source=self._any_source, tag=TAG_REQUEST, status=self._status):
+            source = self._status.Get_source()
+            self._serve(source, comm.recv(source=source, tag=TAG_REQUEST))
+
+    def _serve(self, source: int, msg: tuple) -> None:
+        results, want, final = msg
+        for index, values in results:
+            self._record(source, index, values)
+        if final:
+            self.active -= 1
+        else:
+            self.world.comm.send(self.queue.take(want), dest=source, tag=TAG_WORK)
+
+    def _record(self, rank: int, index: int, values: Mapping[str, float]) -> None:
+        self.writer.add(index, values)
+        self.stats.computed += 1
+        self.stats.per_rank[rank] += 1
+        first = next(iter(values.items()), None)
+        if first is not None:
+            self.bar.set_postfix_str(f"{first[0]}={first[1]:.4g}", refresh=False)
+        self.bar.update(1)
+        self.writer.maybe_flush()
+
+
+def _run_worker(world: World, evaluate_point: PointFn) -> None:
+    comm = world.comm
+    queue: deque[WorkItem] = deque()
+    results: list[tuple[int, Mapping[str, float]]] = []
+    pending = None
+
+    def ask() -> None:
+        nonlocal pending
+        comm.send((list(results), 1, False), dest=0, tag=TAG_REQUEST)
+        results.clear()
+        pending = comm.irecv(source=0, tag=TAG_WORK)
+
+    ask()
+    while True:
+        if not queue:
+            work = pending.wait()
+            pending = None
+            if not work:
+                break
+            queue.extend(work)
+        index, needs = queue.popleft()
+        if not queue:
+            ask()  # fetch the next point while this one computes
+        results.append((index, dict(evaluate_point(index, needs, _no_poll))))
+    comm.send((results, 0, True), dest=0, tag=TAG_REQUEST)
+
+
+def _no_poll() -> None:
+    return None

@@ -1,0 +1,356 @@
+"""All HDF5 reading and writing of the toolkit (the only module that imports h5py).
+
+Layouts are the reference code's (REFERENCE.md section 6), so files go both ways:
+
+direction file
+    groups ``xdirection`` and (2D) ``ydirection`` holding datasets ``"0" .. "N-1"``, one per
+    tensor; attributes record how the directions were made and the tensor names and shapes.
+surface file
+    ``dir_file`` (string), ``xcoordinates`` and (2D) ``ycoordinates`` (float64), and per metric
+    a float64 array filled with a placeholder (-1; +1 for ``min_eig``) until computed. Arrays
+    are 1D ``(nx,)`` or 2D ``(ny, nx)`` with ``Z[iy, ix] = f(x[ix], y[iy])``: the reference's
+    flat order, so square grids are identical to its files and non-square ones are correct.
+    Completion is tracked explicitly in ``<group>_done`` (uint8, same shape), so a true 0 is
+    never mistaken for "not computed".
+
+Every function opens and closes its file; nothing returns a live h5py object. Files are
+created without ever replacing an existing one, and results are written by copying the file,
+updating the copy and renaming it over the original, so a process killed at any moment leaves
+either the old or the new complete file, never a damaged one.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Mapping, Sequence
+
+import h5py
+import numpy as np
+
+from errors import FileFormatError
+
+COORD_KEYS = ("xcoordinates", "ycoordinates")
+DIR_GROUPS = ("xdirection", "ydirection")
+PCA_KEYS = ("explained_variance_ratio_", "singular_values_", "explained_variance_")
+DONE_SUFFIX = "_done"
+
+
+@dataclass(frozen=True)
+class MetricGroup:
+    """Metrics computed together at a grid point, with their placeholder values.
+
+    ``keys[0]`` decides completion in files without a ``<name>_done`` mask (the reference's
+    files): a point counts as done where it differs from its placeholder.
+    """
+
+    name: str
+    keys: tuple[str, ...]
+    fills: tuple[float, ...]
+
+    @property
+    def done_key(self) -> str:
+        return self.name + DONE_SUFFIX
+
+
+TRAIN = MetricGroup("train", ("train_loss", "train_acc"), (-1.0, -1.0))
+TEST = MetricGroup("test", ("test_loss", "test_acc"), (-1.0, -1.0))
+EIG = MetricGroup("eig", ("max_eig", "min_eig"), (-1.0, 1.0))
+
+
+# --------------------------------------------------------------------------- opening
+@contextlib.contextmanager
+def _open(path: str, mode: str = "r", *, what: str = "HDF5 file") -> Iterator[h5py.File]:
+    if mode == "r" and not os.path.isfile(path):
+        raise FileFormatError(f"{what} not found: {path}")
+    try:
+        f = h5py.File(path, mode, locking="best-effort")
+    except OSError as exc:
+        raise FileFormatError(
+            f"cannot open {path} as HDF5 ({_short(exc)}): the file is truncated, still being "
+            f"written by another program, or not an HDF5 file") from None
+    with f:
+        yield f
+
+
+def _short(exc: BaseException) -> str:
+    return str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+
+
+def _create_new(path: str, fill) -> None:
+    """Write a new file with ``fill(h5file)`` and publish it atomically, never replacing one."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        with h5py.File(tmp, "w", locking="best-effort") as f:
+            fill(f)
+        _fsync(tmp)
+        try:
+            os.link(tmp, path)  # fails if path exists: no clobbering, even in a race
+        except FileExistsError:
+            raise FileFormatError(f"{path} already exists; not overwriting it") from None
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+def _fsync(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_attrs(obj: h5py.HLObject, attrs: Mapping[str, Any]) -> None:
+    for key, value in attrs.items():
+        if value is None:
+            continue
+        if isinstance(value, (str, bool, int, float, np.integer, np.floating)):
+            obj.attrs[key] = value
+        else:
+            obj.attrs[key] = json.dumps(value)
+
+
+def _read_attrs(obj: h5py.HLObject) -> dict[str, Any]:
+    out = {}
+    for key, value in obj.attrs.items():
+        if isinstance(value, bytes):
+            value = value.decode()
+        elif isinstance(value, np.generic):
+            value = value.item()
+        out[key] = value
+    return out
+
+
+def file_keys(path: str) -> list[str]:
+    """Top-level keys of an HDF5 file (for messages)."""
+    with _open(path) as f:
+        return sorted(f.keys())
+
+
+# --------------------------------------------------------------------------- directions
+@dataclass(frozen=True)
+class DirectionFile:
+    """The content of a direction file: ``directions[0]`` is x, ``directions[1]`` (if any) y."""
+
+    path: str
+    directions: list[list[np.ndarray]]
+    attrs: dict[str, Any]
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def fingerprint(self) -> str:
+        """sha256 of every stored array (dtype, shape, bytes), in file order."""
+        h = hashlib.sha256()
+        for direction in self.directions:
+            for a in direction:
+                h.update(f"{a.dtype.str}{a.shape}".encode())
+                h.update(np.ascontiguousarray(a).tobytes())
+        return h.hexdigest()
+
+
+def write_direction_file(path: str, directions: Sequence[Sequence[np.ndarray]], *,
+                         attrs: Mapping[str, Any], extras: Mapping[str, np.ndarray] | None = None) -> None:
+    """Create a direction file (refuses to replace an existing file)."""
+    if not 1 <= len(directions) <= 2:
+        raise ValueError("expected one or two directions")
+
+    def fill(f: h5py.File) -> None:
+        for group_name, direction in zip(DIR_GROUPS, directions):
+            group = f.create_group(group_name)
+            for i, tensor in enumerate(direction):
+                group.create_dataset(str(i), data=np.asarray(tensor))
+        for key, value in (extras or {}).items():
+            f.create_dataset(key, data=value)
+        _write_attrs(f, attrs)
+
+    _create_new(path, fill)
+
+
+def read_direction_file(path: str) -> DirectionFile:
+    """Read a direction file (ours or the reference's) fully into memory.
+
+    Raises:
+        FileFormatError: missing, unreadable, a surface file, or no ``xdirection`` group.
+    """
+    with _open(path, what="direction file") as f:
+        if "xdirection" not in f:
+            hint = (" (it is a surface file: pass it as --surf_file, and its direction file "
+                    "as --dir_file)" if "xcoordinates" in f else "")
+            raise FileFormatError(
+                f"{path} is not a direction file: it has no 'xdirection' group"
+                f"{hint}; top-level keys: {sorted(f.keys())[:8]}")
+        directions = []
+        for group_name in DIR_GROUPS:
+            if group_name not in f:
+                break
+            group = f[group_name]
+            try:
+                directions.append([group[str(i)][()] for i in range(len(group))])
+            except KeyError:
+                raise FileFormatError(
+                    f"{path}: group {group_name} must hold datasets '0'..'{len(group) - 1}'; "
+                    f"it has {sorted(group.keys())[:8]}") from None
+        extras = {k: f[k][()] for k in PCA_KEYS if k in f}
+        return DirectionFile(path, directions, _read_attrs(f), extras)
+
+
+# --------------------------------------------------------------------------- surfaces
+@dataclass
+class SurfaceFile:
+    """A surface file in memory. 2D arrays are ``(ny, nx)``; masks are bool."""
+
+    path: str
+    dir_file: str
+    xcoordinates: np.ndarray
+    ycoordinates: np.ndarray | None
+    arrays: dict[str, np.ndarray]
+    done: dict[str, np.ndarray]
+    attrs: dict[str, Any]
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        nx = len(self.xcoordinates)
+        return (nx,) if self.ycoordinates is None else (len(self.ycoordinates), nx)
+
+    def done_mask(self, group: MetricGroup) -> np.ndarray:
+        """Which points of ``group`` are computed (all False if the group is absent)."""
+        if group.done_key in self.done:
+            return self.done[group.done_key]
+        if group.keys[0] in self.arrays:  # a file without masks: the reference's rule
+            return self.arrays[group.keys[0]] != group.fills[0]
+        return np.zeros(self.shape, dtype=bool)
+
+
+def create_surface_file(path: str, *, dir_file: str, xcoordinates: np.ndarray,
+                        ycoordinates: np.ndarray | None, attrs: Mapping[str, Any]) -> None:
+    """Create an empty surface file (no metrics yet); refuses to replace an existing file."""
+
+    def fill(f: h5py.File) -> None:
+        f["dir_file"] = dir_file
+        f["xcoordinates"] = np.asarray(xcoordinates, dtype=np.float64)
+        if ycoordinates is not None:
+            f["ycoordinates"] = np.asarray(ycoordinates, dtype=np.float64)
+        _write_attrs(f, attrs)
+
+    _create_new(path, fill)
+
+
+def read_surface_file(path: str) -> SurfaceFile:
+    """Read a surface file (ours or the reference's) into memory.
+
+    Raises:
+        FileFormatError: missing, unreadable, a direction file, or without coordinates.
+    """
+    with _open(path, what="surface file") as f:
+        if "xcoordinates" not in f:
+            hint = (" (it is a direction file; surface files have 'xcoordinates' and the "
+                    "loss arrays)" if "xdirection" in f else "")
+            raise FileFormatError(
+                f"{path} is not a surface file: it has no 'xcoordinates'{hint}; "
+                f"top-level keys: {sorted(f.keys())[:8]}")
+        x = np.asarray(f["xcoordinates"][()], dtype=np.float64).reshape(-1)
+        y = np.asarray(f["ycoordinates"][()], dtype=np.float64).reshape(-1) if "ycoordinates" in f else None
+        shape = (len(x),) if y is None else (len(y), len(x))
+        dir_file = f["dir_file"][()] if "dir_file" in f else b""
+        dir_file = dir_file.decode() if isinstance(dir_file, bytes) else str(dir_file)
+        arrays, done = {}, {}
+        for key, obj in f.items():
+            if key in COORD_KEYS or key == "dir_file" or not isinstance(obj, h5py.Dataset):
+                continue
+            data = obj[()]
+            if np.size(data) != int(np.prod(shape)):
+                continue  # not a grid array (e.g. a stored spectrum)
+            # flat order is Z[iy*nx + ix] in ours and the reference's files alike
+            data = np.asarray(data).reshape(shape)
+            if key.endswith(DONE_SUFFIX):
+                done[key] = data.astype(bool)
+            else:
+                arrays[key] = data.astype(np.float64)
+        return SurfaceFile(path, dir_file, x, y, arrays, done, _read_attrs(f))
+
+
+@contextlib.contextmanager
+def writer_lock(path: str) -> Iterator[None]:
+    """Hold an exclusive lock meaning "a process is writing results into ``path``".
+
+    A second run writing the same surface file gets a clear error instead of silently losing
+    results. The lock is released by the OS even on kill -9. On file systems without flock
+    the run proceeds unlocked.
+    """
+    lock_path = path + ".lock"
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise FileFormatError(
+                f"another process is writing {path} (lock {lock_path} is held); wait for it "
+                f"to finish, or choose another --surf_file") from None
+        except OSError:
+            pass  # no flock on this file system
+        yield
+    finally:
+        os.close(fd)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(lock_path)
+
+
+def update_surface_file(path: str, *, groups: Sequence[MetricGroup] = (),
+                        results: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
+                        attrs: Mapping[str, Any] | None = None) -> None:
+    """Atomically add metric groups, write results and/or set attributes.
+
+    Args:
+        path: an existing surface file.
+        groups: groups whose arrays and ``_done`` mask are created if missing (arrays filled
+            with the group's placeholders; for a file that already has the arrays but no mask,
+            the mask is derived with the reference's rule).
+        results: ``{key: (flat_indices, values)}``; writing a group's first key's indices
+            also marks them done in that group's mask. Keys must belong to ``groups`` or exist.
+        attrs: root attributes to set.
+    """
+    results = results or {}
+    tmp = path + ".tmp"
+    shutil.copyfile(path, tmp)
+    try:
+        with _open(tmp, "r+") as f:
+            shape = _grid_shape(f)
+            for group in groups:
+                _ensure_group(f, group, shape)
+            done_keys = {g.keys[0]: g.done_key for g in groups}
+            for key, (index, values) in results.items():
+                _set_flat(f[key], np.asarray(index, dtype=np.int64), np.asarray(values, dtype=np.float64))
+                if key in done_keys:
+                    _set_flat(f[done_keys[key]], np.asarray(index, dtype=np.int64), 1)
+            _write_attrs(f, attrs or {})
+        _fsync(tmp)
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+def _grid_shape(f: h5py.File) -> tuple[int, ...]:
+    nx = f["xcoordinates"].shape[0]
+    return (nx,) if "ycoordinates" not in f else (f["ycoordinates"].shape[0], nx)
+
+
+def _ensure_group(f: h5py.File, group: MetricGroup, shape: tuple[int, ...]) -> None:
+    for key, fill in zip(group.keys, group.fills):
+        if key not in f:
+            f.create_dataset(key, data=np.full(shape, fill, dtype=np.float64))
+    if group.done_key not in f:
+        first = np.asarray(f[group.keys[0]][()]).reshape(shape)
+        f.create_dataset(group.done_key, data=(first != group.fills[0]).astype(np.uint8))
+
+
+def _set_flat(dataset: h5py.Dataset, index: np.ndarray, values) -> None:
+    data = dataset[()]
+    flat = data.reshape(-1)
+    flat[index] = values
+    dataset[...] = flat.reshape(data.shape)

@@ -1,0 +1,220 @@
+"""Loss surfaces: evaluate loss and accuracy on a 1D or 2D grid of points in weight space.
+
+:func:`compute_surface` is the entry point from Python (a notebook, a training script); the
+``plot_surface.py`` command line runs the same machinery with files named like the reference
+code's. Example::
+
+    import numpy as np
+    from models import create_model
+    from surface import compute_surface
+
+    net = create_model("resnet20")            # or your own nn.Module, trained
+    surf = compute_surface(net, (images, labels),            # tensors, a Dataset or EvalData
+                           x=np.linspace(-1, 1, 21), y=np.linspace(-1, 1, 21))
+    surf.values["train_loss"]                 # (21, 21): Z[iy, ix] = loss at (x[ix], y[iy])
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+import h5_util
+from evaluation import Batches, evaluate, make_batches
+from grid_runner import GridStats, PointFn, Poll, run_grid
+from h5_util import TEST, TRAIN, MetricGroup
+from mpi_util import World
+from net_plotter import PlaneSetter, create_random_direction, direction_seed, tensors_of
+from scheduler import point_coordinates
+
+GROUPS = {"train": TRAIN, "test": TEST}
+
+
+@dataclass(frozen=True)
+class EvalSet:
+    """Evaluation data of one split, already cut into batches on the evaluation device."""
+
+    batches: Batches
+    num_classes: int
+    description: str = ""
+
+
+@dataclass
+class Surface:
+    """A computed surface. 2D arrays are ``(ny, nx)``: ``values[k][iy, ix]`` is at
+    ``(xcoordinates[ix], ycoordinates[iy])``."""
+
+    xcoordinates: np.ndarray
+    ycoordinates: np.ndarray | None
+    values: dict[str, np.ndarray]
+    path: str | None = None
+    stats: GridStats | None = None
+
+
+def point_evaluator(model: nn.Module, setter: PlaneSetter, xcoordinates: np.ndarray,
+                    ycoordinates: np.ndarray | None, evalsets: Mapping[str, EvalSet], *,
+                    loss_name: str) -> PointFn:
+    """The work of one grid point: move the model there, then evaluate each requested split."""
+
+    def evaluate_point(index: int, needs: tuple[str, ...], poll: Poll) -> dict[str, float]:
+        setter.set(point_coordinates(index, xcoordinates, ycoordinates))
+        values = {}
+        for name in needs:
+            data = evalsets[name]
+            loss, acc = evaluate(model, data.batches, loss_name=loss_name,
+                                 num_classes=data.num_classes, poll=poll)
+            values[f"{name}_loss"], values[f"{name}_acc"] = loss, acc
+        return values
+
+    return evaluate_point
+
+
+def run_surface(*, world: World, model: nn.Module, directions: Sequence[Sequence[Any]],
+                dir_type: str, surf_file: str, xcoordinates: np.ndarray,
+                ycoordinates: np.ndarray | None, evalsets: Mapping[str, EvalSet],
+                loss_name: str, flush_secs: float = 5.0, progress: bool = True) -> GridStats:
+    """Fill the missing train (and test) points of an existing surface file, on all ranks."""
+    model.eval()
+    setter = PlaneSetter(model, directions, dir_type=dir_type)
+    evaluate_point = point_evaluator(model, setter, xcoordinates, ycoordinates, evalsets,
+                                     loss_name=loss_name)
+    try:
+        return run_grid(world=world, surf_file=surf_file,
+                        groups=[GROUPS[name] for name in evalsets], evaluate_point=evaluate_point,
+                        flush_secs=flush_secs, progress=progress, desc="loss surface")
+    finally:
+        setter.restore()
+
+
+def compute_surface(model: nn.Module, data: Any, *, x: Sequence[float], y: Sequence[float] | None = None,
+                    test_data: Any = None, directions: Sequence[Sequence[torch.Tensor]] | None = None,
+                    dir_type: str = "weights", norm: str = "filter", ignore: str = "biasbn",
+                    seed: int = 123, loss_name: str = "crossentropy", num_classes: int | None = None,
+                    batch_size: int = 128, device: str | torch.device | None = None,
+                    surf_file: str | None = None, world: World | None = None,
+                    progress: bool = False) -> Surface:
+    """Evaluate loss and accuracy of ``model`` on the grid ``x`` (times ``y``) around it.
+
+    Args:
+        model: the centre of the plot (theta*); it is moved during the run and put back after.
+        data: evaluation data: ``(inputs, labels)`` tensors, a torch Dataset of pairs, or a
+            ``dataloader.EvalData``. It is moved to ``device`` once and used as given (no
+            normalization is added).
+        x, y: coordinates along the first (and second) direction; ``y=None`` gives a 1D curve.
+        test_data: optional second dataset, giving ``test_loss``/``test_acc`` too.
+        directions: ``[x_direction]`` or ``[x_direction, y_direction]``, each one tensor per
+            parameter (``weights``) or state entry (``states``). By default random Gaussian
+            directions normalized by ``norm`` and ``ignore`` (the paper's filter
+            normalization), drawn from ``seed``; y uses the stream after x, like the CLI.
+        dir_type, norm, ignore, seed: as the ``plot_surface.py`` flags of the same names.
+        loss_name: ``crossentropy`` or ``mse``.
+        num_classes: for ``mse``; by default 1 + the largest label.
+        batch_size: evaluation batch size (it does not change the results).
+        device: where to evaluate; default: the model's device.
+        surf_file: write the surface file there (resuming it if it exists with the same grid);
+            default: a temporary file, deleted after reading it back.
+        world: an MPI world from ``mpi_util.detect_world`` to share the points among ranks.
+        progress: show a progress bar.
+
+    Returns:
+        A :class:`Surface` with ``train_loss``, ``train_acc`` (and ``test_*``) arrays. Under
+        MPI, only rank 0's result holds values; the other ranks get empty ``values``.
+    """
+    world = world or World()
+    if device is None:
+        device = next(model.parameters()).device
+    model.to(device).eval()
+    xs = np.asarray(x, dtype=np.float64).reshape(-1)
+    ys = None if y is None else np.asarray(y, dtype=np.float64).reshape(-1)
+    evalsets = {"train": _evalset(data, batch_size, device, num_classes)}
+    if test_data is not None:
+        evalsets["test"] = _evalset(test_data, batch_size, device, num_classes)
+    if directions is None:
+        generator = torch.Generator().manual_seed(direction_seed(seed, 0))
+        weights = tensors_of(model, dir_type)
+        directions = [create_random_direction(weights, norm=norm, ignore=ignore, generator=generator)
+                      for _ in range(1 if ys is None else 2)]
+    with _surface_path(surf_file, world) as path:
+        if world.is_root and not os.path.exists(path):
+            h5_util.create_surface_file(path, dir_file="", xcoordinates=xs, ycoordinates=ys,
+                                        attrs={"created_by": "surface.compute_surface"})
+        world.barrier()
+        stats = run_surface(world=world, model=model, directions=directions, dir_type=dir_type,
+                            surf_file=path, xcoordinates=xs, ycoordinates=ys, evalsets=evalsets,
+                            loss_name=loss_name, progress=progress)
+        values = {}
+        if world.is_root:
+            surface = h5_util.read_surface_file(path)
+            values = {k: v for k, v in surface.arrays.items()
+                      if k in GROUPS["train"].keys + GROUPS["test"].keys}
+    return Surface(xs, ys, values, surf_file, stats)
+
+
+@contextlib.contextmanager
+def _surface_path(surf_file: str | None, world: World):
+    if surf_file is not None:
+        yield surf_file
+        return
+    path = None
+    if world.is_root:
+        handle, path = tempfile.mkstemp(suffix=".h5", prefix="surface_")
+        os.close(handle)
+        os.unlink(path)
+    path = world.bcast(path)
+    try:
+        yield path
+    finally:
+        if world.is_root:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+
+
+def _evalset(data: Any, batch_size: int, device: Any, num_classes: int | None) -> EvalSet:
+    if hasattr(data, "x") and hasattr(data, "y"):  # dataloader.EvalData
+        inputs, labels = data.x, data.y
+        num_classes = num_classes or getattr(data, "num_classes", None)
+    elif isinstance(data, (tuple, list)) and len(data) == 2 and torch.is_tensor(data[0]):
+        inputs, labels = data
+    else:  # a Dataset of (input, label) pairs
+        loader = torch.utils.data.DataLoader(data, batch_size=256, shuffle=False)
+        pairs = list(loader)
+        inputs = torch.cat([p[0] for p in pairs])
+        labels = torch.cat([torch.as_tensor(p[1]) for p in pairs])
+    labels = labels.long()
+    num_classes = num_classes or int(labels.max()) + 1
+    return EvalSet(make_batches(inputs, labels, batch_size, device=device), num_classes)
+
+
+def summarize(surface: h5_util.SurfaceFile) -> str:
+    """A few lines describing a surface file's losses: centre, minimum, maximum, completion."""
+    x, y = surface.xcoordinates, surface.ycoordinates
+    centre = (int(np.abs(x).argmin()),) if y is None else (int(np.abs(y).argmin()), int(np.abs(x).argmin()))
+
+    def where(index: tuple[int, ...]) -> str:
+        return f"x={x[index[-1]]:g}" if y is None else f"(x, y)=({x[index[1]]:g}, {y[index[0]]:g})"
+
+    lines = []
+    for name, group in GROUPS.items():
+        loss_key, acc_key = group.keys
+        if loss_key not in surface.arrays:
+            continue
+        loss, acc, done = surface.arrays[loss_key], surface.arrays[acc_key], surface.done_mask(group)
+        usable = done & np.isfinite(loss)
+        text = f"{loss_key}: {int(done.sum())}/{done.size} points done"
+        if done[centre]:
+            text += f"; at the centre {where(centre)}: loss {loss[centre]:.4g}, accuracy {acc[centre]:.2f}%"
+        if usable.any():
+            masked = np.where(usable, loss, np.nan)
+            lo = np.unravel_index(np.nanargmin(masked), loss.shape)
+            hi = np.unravel_index(np.nanargmax(masked), loss.shape)
+            text += (f"; min {loss[lo]:.4g} at {where(lo)}; max {loss[hi]:.4g} at {where(hi)}")
+        if (done & ~np.isfinite(loss)).any():
+            text += f"; {int((done & ~np.isfinite(loss)).sum())} NaN/inf point(s)"
+        lines.append(text)
+    return "\n".join(lines) if lines else "no loss values in this file yet"
