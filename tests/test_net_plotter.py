@@ -1,0 +1,281 @@
+"""Directions: normalizations against their definitions, weights vs states, target directions,
+scale invariance, seeds, file names (REFERENCE.md section 5) and direction-file checks."""
+from __future__ import annotations
+
+import copy
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import h5_util
+import net_plotter as npl
+from conftest import DATA, SmallConvNet, make_small_data, make_small_net
+from errors import FileFormatError
+from evaluation import evaluate, make_batches
+
+
+def _rand(*shape, seed=0):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+# ------------------------------------------------------------------ normalizations
+@pytest.mark.parametrize("shape", [(6, 3, 3, 3), (5, 7)])  # conv weight, linear weight
+def test_filter_normalization_matches_definition(shape):
+    w, d0 = _rand(*shape, seed=1), _rand(*shape, seed=2)
+    d = d0.clone()
+    npl.normalize_direction(d, w, "filter")
+    for i in range(shape[0]):  # every filter: norm of w's filter, direction of d0's filter
+        assert torch.linalg.vector_norm(d[i]).item() == pytest.approx(
+            torch.linalg.vector_norm(w[i]).item(), rel=1e-6)
+        cos = torch.nn.functional.cosine_similarity(d[i].reshape(1, -1), d0[i].reshape(1, -1))
+        assert cos.item() == pytest.approx(1.0, abs=1e-6)
+
+
+def test_other_normalizations_match_definitions():
+    w, d0 = _rand(4, 2, 3, 3, seed=3), _rand(4, 2, 3, 3, seed=4)
+    d = d0.clone(); npl.normalize_direction(d, w, "layer")
+    assert torch.allclose(d, d0 * w.norm() / d0.norm())
+    d = d0.clone(); npl.normalize_direction(d, w, "weight")
+    assert torch.equal(d, d0 * w)
+    d = d0.clone(); npl.normalize_direction(d, w, "dfilter")
+    assert torch.allclose(d.reshape(4, -1).norm(dim=1), torch.ones(4))
+    d = d0.clone(); npl.normalize_direction(d, w, "dlayer")
+    assert d.norm().item() == pytest.approx(1.0)
+    d = d0.clone(); npl.normalize_direction(d, w, "none")
+    assert torch.equal(d, d0)
+    with pytest.raises(ValueError):
+        npl.normalize_direction(d0.clone(), w, "filters")
+
+
+@pytest.mark.parametrize("ignore", ["biasbn", "none"])
+def test_biasbn_rule(small_net, ignore):
+    weights = npl.tensors_of(small_net, "weights")
+    direction = npl.create_random_direction(weights, norm="filter", ignore=ignore,
+                                            generator=torch.Generator().manual_seed(0))
+    for d, w in zip(direction, weights):
+        if w.dim() <= 1:  # biases and BN affine parameters
+            assert torch.equal(d, torch.zeros_like(w) if ignore == "biasbn" else w)
+        else:
+            assert d.abs().sum() > 0
+
+
+# ------------------------------------------------------------------ moving the network
+def _loss(net, data):
+    return evaluate(net, make_batches(*data, 16), num_classes=3)[0]
+
+
+def test_weights_mode_leaves_bn_statistics_and_states_mode_moves_them(small_net):
+    buffers = {k: v.clone() for k, v in small_net.state_dict().items() if "running" in k}
+    for dir_type in ("weights", "states"):
+        named = npl.named_tensors(small_net, dir_type)
+        direction = npl.create_random_direction([t for _, t in named], norm="filter", ignore="none",
+                                                generator=torch.Generator().manual_seed(5))
+        setter = npl.PlaneSetter(small_net, [direction], dir_type=dir_type)
+        setter.set([0.5])
+        moved = {k: not torch.equal(v, buffers[k]) for k, v in small_net.state_dict().items() if k in buffers}
+        assert all(moved.values()) == (dir_type == "states") and any(moved.values()) == (dir_type == "states")
+        setter.restore()
+        assert all(torch.equal(small_net.state_dict()[k], v) for k, v in buffers.items())
+
+
+def test_plane_setter_matches_float64_formula(small_net):
+    weights = npl.tensors_of(small_net, "weights")
+    origin = [w.clone() for w in weights]
+    g = torch.Generator().manual_seed(1)
+    dx = npl.create_random_direction(weights, norm="filter", ignore="biasbn", generator=g)
+    dy = npl.create_random_direction(weights, norm="filter", ignore="biasbn", generator=g)
+    npl.PlaneSetter(small_net, [dx, dy], dir_type="weights").set([0.3, -0.7])
+    for w, o, a, b in zip(npl.tensors_of(small_net, "weights"), origin, dx, dy):
+        exact = o.double() + 0.3 * a.double() - 0.7 * b.double()
+        # one rounding from float64: within one float32 ulp of the exact value
+        ulp = torch.finfo(torch.float32).eps * exact.abs().clamp_min(torch.finfo(torch.float32).tiny)
+        assert ((w.double() - exact).abs() <= ulp).all()
+
+
+@pytest.mark.parametrize("dir_type", ["weights", "states"])
+def test_target_direction_lands_on_both_models_exactly(dir_type):
+    net1, net2 = make_small_net(0), make_small_net(1)
+    reference1 = copy.deepcopy(net1.state_dict())
+    direction = npl.create_target_direction(npl.tensors_of(net1, dir_type), npl.tensors_of(net2, dir_type))
+    setter = npl.PlaneSetter(net1, [direction], dir_type=dir_type)
+    setter.set([1.0])
+    for (key, mine), theirs in zip(net1.state_dict().items(), net2.state_dict().values()):
+        if mine.is_floating_point() and (dir_type == "states" or "running" not in key):
+            assert torch.equal(mine, theirs), key
+    setter.set([0.0])
+    assert all(torch.equal(a, b) for a, b in zip(net1.state_dict().values(), reference1.values()))
+
+
+def test_filter_normalized_curve_is_scale_invariant():
+    """Multiply the conv feeding a BatchNorm by 10 (and its running statistics accordingly, so
+    the network computes the same function): the filter-normalized 1D curve does not change,
+    the unnormalized one does (Li et al. 2018, Sec. 4)."""
+    data = make_small_data(64)
+    net = make_small_net(0)
+    scaled = copy.deepcopy(net)
+    with torch.no_grad():
+        scaled.conv2.weight.mul_(10)
+        scaled.bn2.running_mean.mul_(10)
+        scaled.bn2.running_var.mul_(100)
+    alphas = np.linspace(-1, 1, 7)
+
+    def curve(model, norm):
+        model = copy.deepcopy(model)
+        direction = npl.create_random_direction(npl.tensors_of(model, "weights"), norm=norm,
+                                                ignore="biasbn", generator=torch.Generator().manual_seed(7))
+        setter = npl.PlaneSetter(model, [direction], dir_type="weights")
+        values = []
+        for a in alphas:
+            setter.set([a])
+            values.append(_loss(model, data))
+        return np.array(values)
+
+    assert _loss(net, data) == pytest.approx(_loss(scaled, data), rel=1e-4)
+    np.testing.assert_allclose(curve(net, "filter"), curve(scaled, "filter"), rtol=1e-3)
+    assert np.max(np.abs(curve(net, "none") - curve(scaled, "none"))) > 1e-2
+
+
+# ------------------------------------------------------------------ seeds
+def test_seed_and_idx(small_net):
+    weights = npl.tensors_of(small_net, "weights")
+    spec = npl.AxisSpec("filter", "biasbn")
+
+    def first(seed, idx):
+        return npl.make_directions(weights, x=spec, seed=seed, idx=idx)[0][0]
+
+    assert torch.equal(first(123, 0), first(123, 0))
+    assert not torch.equal(first(123, 0), first(123, 1))  # --idx gives new directions
+    assert not torch.equal(first(123, 1), first(123, 2))
+    assert not torch.equal(first(123, 0), first(124, 0))
+    x, y = npl.make_directions(weights, x=spec, y=spec, seed=1)
+    assert not torch.equal(x[0], y[0])
+    x, y = npl.make_directions(weights, x=spec, y=spec, same_dir=True, seed=1)
+    assert all(torch.equal(a, b) for a, b in zip(x, y))
+
+
+def test_cosine_similarity_against_numpy():
+    x = [_rand(3, 4, seed=1), _rand(5, seed=2), torch.tensor(3.0)]
+    y = [_rand(3, 4, seed=3), _rand(5, seed=4), torch.tensor(1.0)]
+    xv = np.concatenate([t.numpy().ravel() for t in x[:2]])
+    yv = np.concatenate([t.numpy().ravel() for t in y[:2]])  # 0-dim entries are skipped
+    assert npl.cosine_similarity(x, y) == pytest.approx(xv @ yv / np.linalg.norm(xv) / np.linalg.norm(yv))
+
+
+# ------------------------------------------------------------------ names (REFERENCE.md 5)
+A = "cifar10/trained_nets/a/model_300.t7"
+
+
+@pytest.mark.parametrize("kwargs, expected", [
+    (dict(model_file=A, dir_type="weights", xnorm="filter", xignore="biasbn"),
+     "cifar10/trained_nets/a/model_300.t7_weights_xignore=biasbn_xnorm=filter.h5"),
+    (dict(model_file=A, dir_type="weights", xnorm="filter", xignore="biasbn", two_d=True,
+          ynorm="filter", yignore="biasbn"),
+     "cifar10/trained_nets/a/model_300.t7_weights_xignore=biasbn_xnorm=filter_yignore=biasbn_ynorm=filter.h5"),
+    (dict(model_file=A, model_file2="cifar10/trained_nets/b/model_300.t7", dir_type="states",
+          xnorm="none", xignore="none"),
+     "cifar10/trained_nets/a_model_300.t7_b_model_300.t7_states.h5"),
+    (dict(model_file=A, model_file2="cifar10/trained_nets/a/model_200.t7", dir_type="states",
+          xnorm="", xignore=""),
+     "cifar10/trained_nets/a/model_300.t7_model_200.t7_states.h5"),
+    (dict(model_file=A, dir_type="weights", xnorm="filter", xignore="biasbn", two_d=True,
+          ynorm="filter", yignore="biasbn", same_dir=True, idx=3),
+     "cifar10/trained_nets/a/model_300.t7_weights_xignore=biasbn_xnorm=filter_yignore=biasbn_ynorm=filter_same_dir_idx=3.h5"),
+    # the reference glued model_file3's whole path on without a separator; we name it like model_file2
+    (dict(model_file=A, dir_type="weights", xnorm="none", xignore="none", two_d=True,
+          model_file3="cifar10/trained_nets/a/model_200.t7"),
+     "cifar10/trained_nets/a/model_300.t7_weights_model_200.t7.h5"),
+])
+def test_direction_file_names(kwargs, expected):
+    assert npl.name_direction_file(**kwargs) == expected
+
+
+D1 = "cifar10/trained_nets/a/model_300.t7_weights_xignore=biasbn_xnorm=filter.h5"
+D2 = "cifar10/trained_nets/a/model_300.t7_weights_xignore=biasbn_xnorm=filter_yignore=biasbn_ynorm=filter.h5"
+
+
+@pytest.mark.parametrize("kwargs, expected", [
+    (dict(dir_file=D1, x=(-1, 1, 51)), D1 + "_[-1.0,1.0,51].h5"),
+    (dict(dir_file=D2, x=(-1, 1, 51), y=(-1, 1, 51)), D2 + "_[-1.0,1.0,51]x[-1.0,1.0,51].h5"),
+    (dict(dir_file="cifar10/trained_nets/a_model_300.t7_b_model_300.t7_states.h5", x=(-0.5, 1.5, 401)),
+     "cifar10/trained_nets/a_model_300.t7_b_model_300.t7_states.h5_[-0.5,1.5,401].h5"),
+    (dict(dir_file="m_same_dir_idx=3.h5", x=(-1, 1, 51), y=(-1, 1, 51), raw_data=True, data_split=5, split_idx=2),
+     "m_same_dir_idx=3.h5_[-1.0,1.0,51]x[-1.0,1.0,51]_rawdata_datasplit=5_splitidx=2.h5"),
+    (dict(dir_file="m.h5", x=(-1, 1, 5), dataset="digits", loss_name="mse"),
+     "m.h5_[-1.0,1.0,5]_dataset=digits_loss=mse.h5"),
+])
+def test_surface_file_names(kwargs, expected):
+    assert npl.name_surface_file(**kwargs) == expected
+
+
+# ------------------------------------------------------------------ direction files
+def test_direction_file_round_trip_and_refusals(tmp_path, small_net):
+    named = npl.named_tensors(small_net, "weights")
+    dirs = npl.make_directions([t for _, t in named], x=npl.AxisSpec(), y=npl.AxisSpec())
+    path = str(tmp_path / "dirs.h5")
+    npl.save_directions(path, dirs, named=named, attrs={"dir_type": "weights"})
+    loaded = npl.load_directions(path, small_net, dir_type="weights", ndirections=2)
+    assert all(np.array_equal(a, b.numpy()) for a, b in zip(loaded.directions[1], dirs[1]))
+    assert json.loads(loaded.attrs["tensor_names"])[0] == "conv1.weight"
+    with pytest.raises(FileFormatError, match="already exists"):
+        npl.save_directions(path, dirs, named=named, attrs={})
+    with pytest.raises(FileFormatError, match="--dir_type weights"):
+        npl.load_directions(path, small_net, dir_type="states", ndirections=1)
+
+    class Other(SmallConvNet):  # same tensor count, different names
+        pass
+    other = Other()
+    other.conv1 = torch.nn.Conv2d(3, 4, 5, padding=2)
+    with pytest.raises(FileFormatError, match="shape"):
+        npl.load_directions(path, other, dir_type="weights", ndirections=1)
+
+    one_d = str(tmp_path / "one.h5")
+    npl.save_directions(one_d, dirs[:1], named=named, attrs={})
+    with pytest.raises(FileFormatError, match="only an x direction"):
+        npl.load_directions(one_d, small_net, dir_type="weights", ndirections=2)
+
+
+def test_reference_direction_file_fits_our_resnet20():
+    """The direction file the reference wrote for its resnet20 loads into our resnet20."""
+    from models import create_model
+
+    net = create_model("resnet20")
+    dfile = npl.load_directions(str(DATA / "reference_resnet20_directions.h5"), net,
+                                dir_type="weights", ndirections=2)
+    assert len(dfile.directions[0]) == 65
+    # the reference's own filter normalization: each conv filter has the model's filter norm
+    from model_loader import load_checkpoint_state
+
+    state = load_checkpoint_state(str(DATA / "reference_resnet20_model_0.t7"))
+    w = state["conv1.weight"].numpy()
+    d = dfile.directions[0][0]
+    np.testing.assert_allclose(np.linalg.norm(d.reshape(16, -1), axis=1),
+                               np.linalg.norm(w.reshape(16, -1), axis=1), rtol=1e-5)
+    with pytest.raises(FileFormatError, match="another model|tensors"):
+        npl.load_directions(str(DATA / "reference_resnet20_directions.h5"), create_model("resnet56"),
+                            dir_type="weights", ndirections=1)
+
+
+def test_surface_file_is_not_a_direction_file():
+    with pytest.raises(FileFormatError, match="surface file"):
+        h5_util.read_direction_file(str(DATA / "reference_resnet20_surface_5x5.h5"))
+
+
+def test_reference_recipe_reproduces_its_direction_file_bit_for_bit():
+    """The reference seeds the global RNG with 123, builds the model (which draws its init),
+    loads the checkpoint, then draws torch.randn per parameter, x then y. Normalizing those
+    numbers with our filter/biasbn code gives its direction file exactly: an independent check
+    of our normalization against the reference's own output."""
+    from model_loader import load_checkpoint_state
+    from models import create_model
+
+    torch.manual_seed(123)
+    net = create_model("resnet20")
+    net.load_state_dict(load_checkpoint_state(str(DATA / "reference_resnet20_model_0.t7")))
+    weights = npl.tensors_of(net, "weights")
+    reference = h5_util.read_direction_file(str(DATA / "reference_resnet20_directions.h5"))
+    for stored in reference.directions:  # x, then y from the same stream
+        ours = [torch.randn(w.size()) for w in weights]
+        npl.normalize_directions(ours, weights, norm="filter", ignore="biasbn")
+        assert all(np.array_equal(a, b.numpy()) for a, b in zip(stored, ours))
