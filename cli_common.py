@@ -205,7 +205,8 @@ def load_model(args: argparse.Namespace, *, num_classes: int, model_file: str) -
     return model_loader.load_model(args.model, model_file or None, num_classes=num_classes)
 
 
-def load_evalsets(args: argparse.Namespace, *, device: torch.device, want_train: bool = True) -> dict[str, EvalSet]:
+def load_evalsets(args: argparse.Namespace, *, device: torch.device, want_train: bool = True,
+                  download: bool = True) -> dict[str, EvalSet]:
     """Evaluation data of this rank, cut into batches on ``device``."""
     import dataloader
 
@@ -214,7 +215,7 @@ def load_evalsets(args: argparse.Namespace, *, device: torch.device, want_train:
     datapath = args.datapath
     if datapath == DEFAULT_DATAPATH:
         datapath = os.path.join(PROJECT_DIR, DEFAULT_DATAPATH)
-    common = dict(datapath=datapath, raw_data=args.raw_data)
+    common = dict(datapath=datapath, raw_data=args.raw_data, download=download)
     splits = (["train"] if want_train else []) + (["test"] if args.eval_test else [])
     out = {}
     for split in splits:

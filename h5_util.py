@@ -282,7 +282,8 @@ def writer_lock(path: str) -> Iterator[None]:
     results. The lock is released by the OS even on kill -9. On file systems without flock
     the run proceeds unlocked.
     """
-    lock_path = path + ".lock"
+    folder, name = os.path.split(path)
+    lock_path = os.path.join(folder, f".{name}.lock")  # hidden: a crash may leave it behind
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:

@@ -94,7 +94,11 @@ def prepare(args: argparse.Namespace, world: World) -> Job:
             raise h5_util.FileFormatError(f"--dir_file {args.dir_file} does not exist")
         cli.check_model_spec(args.model, [args.model_file, args.model_file2, args.model_file3])
         device = cli.configure_torch(args, world)
-        evalsets = cli.load_evalsets(args, device=device)
+        if world.is_root:  # rank 0 alone may download missing data
+            evalsets = cli.load_evalsets(args, device=device)
+    with world.agreed():
+        if not world.is_root:
+            evalsets = cli.load_evalsets(args, device=device, download=False)
         num_classes = evalsets["train"].num_classes
         model = cli.load_model(args, num_classes=num_classes, model_file=args.model_file)
         dir_file = cli.direction_file_name(args, two_d=y is not None)

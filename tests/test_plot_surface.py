@@ -1,0 +1,271 @@
+"""plot_surface.py end to end: real processes, real mpirun, real HDF5 files, the digits data.
+
+A tiny conv net (tests/data/tiny_model.py) keeps every run to a second or two of compute.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import h5_util
+import plot_surface
+from conftest import DATA, ROOT, TINY_MODEL, assert_usage_error, run_script
+from h5_util import TRAIN
+
+SLOW_MODEL = f"{DATA / 'tiny_model.py'}:slow"
+BASE = ["--model", TINY_MODEL, "--dataset", "digits", "--no_progress", "--threads", "1"]
+
+
+@pytest.fixture
+def checkpoint(tmp_path: Path) -> Path:
+    """A checkpoint of the tiny model, in the reference's format."""
+    sys.path.insert(0, str(DATA))
+    import tiny_model
+
+    path = tmp_path / "model_10.t7"
+    torch.save({"state_dict": tiny_model.tiny().state_dict(), "epoch": 10, "acc": 50.0}, path)
+    return path
+
+
+def _only_surface(folder: Path) -> h5_util.SurfaceFile:
+    files = [p for p in folder.iterdir() if "_[" in p.name and p.suffix == ".h5"]
+    assert len(files) == 1, files
+    return h5_util.read_surface_file(str(files[0]))
+
+
+def _run(tmp_path, *args, nproc=0, **kw):
+    proc = run_script("plot_surface.py", *BASE, *args, cwd=tmp_path, nproc=nproc, **kw)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc
+
+
+# ------------------------------------------------------------------ results
+def test_one_process_and_mpirun_give_identical_arrays(tmp_path, checkpoint):
+    args = ["--model_file", checkpoint.name, "--x=-1:1:4", "--y=-1:1:3", "--eval_test"]
+    (tmp_path / "serial").mkdir()
+    (tmp_path / "mpi").mkdir()
+    for sub in ("serial", "mpi"):
+        (tmp_path / sub / checkpoint.name).write_bytes(checkpoint.read_bytes())
+    _run(tmp_path / "serial", *args)
+    proc = _run(tmp_path / "mpi", *args, nproc=2)
+    assert "2 process(es)" in proc.stdout and "rank 1:" in proc.stdout
+    serial, mpi = _only_surface(tmp_path / "serial"), _only_surface(tmp_path / "mpi")
+    for key in ("train_loss", "train_acc", "test_loss", "test_acc"):
+        assert serial.arrays[key].shape == (3, 4)
+        np.testing.assert_array_equal(serial.arrays[key], mpi.arrays[key])
+    assert serial.done_mask(TRAIN).all() and mpi.done_mask(TRAIN).all()
+
+
+def test_non_square_grid_lands_where_it_belongs(tmp_path, checkpoint):
+    """Z[iy, ix] equals the loss at (x[ix], y[iy]) computed independently from the files."""
+    _run(tmp_path, "--model_file", checkpoint.name, "--x=-1:1:3", "--y=0:0.5:2")
+    surface = _only_surface(tmp_path)
+    dirs = h5_util.read_direction_file(str(tmp_path / surface.dir_file)).directions
+    import dataloader
+    import tiny_model
+
+    data = dataloader.load_eval_data("digits", split="train")
+    net = tiny_model.tiny()
+    net.load_state_dict(torch.load(checkpoint)["state_dict"])
+    net.eval()
+    origin = [p.detach().double().clone() for p in net.parameters()]
+    assert surface.arrays["train_loss"].shape == (2, 3)
+    for iy, b in enumerate(surface.ycoordinates):
+        for ix, a in enumerate(surface.xcoordinates):
+            with torch.no_grad():
+                for p, o, dx, dy in zip(net.parameters(), origin, *dirs):
+                    p.copy_(o + a * torch.from_numpy(dx).double() + b * torch.from_numpy(dy).double())
+                loss = F.cross_entropy(net(data.x), data.y).item()
+            assert surface.arrays["train_loss"][iy, ix] == pytest.approx(loss, rel=1e-5), (ix, iy)
+
+
+def test_target_direction_interpolates_between_models(tmp_path, checkpoint):
+    import tiny_model
+
+    other = tmp_path / "model_20.t7"
+    torch.manual_seed(5)
+    torch.save({"state_dict": tiny_model.TinyNet().state_dict()}, other)
+    proc = _run(tmp_path, "--model_file", checkpoint.name, "--model_file2", other.name,
+                "--x=0:1:3", "--dir_type", "states")
+    assert "model_10.t7_model_20.t7_states.h5 (created)" in proc.stdout
+    surface = _only_surface(tmp_path)
+    import dataloader
+
+    data = dataloader.load_eval_data("digits", split="train")
+    for path, alpha_index in ((checkpoint, 0), (other, 2)):
+        net = tiny_model.TinyNet()
+        net.load_state_dict(torch.load(path)["state_dict"])
+        with torch.no_grad():
+            loss = F.cross_entropy(net.eval()(data.x), data.y).item()
+        assert surface.arrays["train_loss"][alpha_index] == pytest.approx(loss, rel=1e-5)
+
+
+def test_rerun_resumes_and_adds_test_metrics(tmp_path, checkpoint):
+    args = ["--model_file", checkpoint.name, "--x=-1:1:3"]
+    _run(tmp_path, *args)
+    first = _only_surface(tmp_path)
+    proc = _run(tmp_path, *args)
+    assert "resuming" in proc.stdout and "computed 0 point(s)" in proc.stdout
+    proc = _run(tmp_path, *args, "--eval_test")
+    assert "computed 3 point(s)" in proc.stdout
+    second = _only_surface(tmp_path)
+    np.testing.assert_array_equal(first.arrays["train_loss"], second.arrays["train_loss"])
+    assert (second.arrays["test_loss"] > 0).all()
+    assert "command" in second.attrs and "dir_fingerprint" in second.attrs
+
+
+def test_reference_direction_file_drives_our_resnet20(tmp_path):
+    """The reference's checkpoint and direction file, used as they are."""
+    proc = run_script("plot_surface.py", "--model", "resnet20", "--model_file",
+                      str(DATA / "reference_resnet20_model_0.t7"), "--dir_file",
+                      str(DATA / "reference_resnet20_directions.h5"), "--surf_file", "s.h5",
+                      "--x=-1:1:2", "--y=-1:1:2", "--dataset", "digits", "--data_split", "40",
+                      "--no_progress", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    surface = h5_util.read_surface_file(str(tmp_path / "s.h5"))
+    assert surface.done_mask(TRAIN).all() and np.isfinite(surface.arrays["train_loss"]).all()
+
+
+# ------------------------------------------------------------------ failures
+def test_kill_9_then_rerun_gives_the_uninterrupted_result(tmp_path, checkpoint):
+    """Kill -9 mid-run: the file stays readable all along, and the rerun finishes it with the
+    same arrays as an uninterrupted run."""
+    args = ["--model", SLOW_MODEL, "--model_file", checkpoint.name, "--x=-1:1:5", "--y=-1:1:4",
+            "--surf_file", "surf.h5", "--flush_secs", "0.05"]
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    (clean / checkpoint.name).write_bytes(checkpoint.read_bytes())
+    env = {"TINY_SLEEP": "0.002"}
+    _run(clean, *args, env=env)
+
+    cmd = [sys.executable, str(ROOT / "plot_surface.py"), *BASE, *args]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env={**os.environ, "TINY_SLEEP": "0.01"},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    reads, stop = [], threading.Event()
+
+    def reader():  # "readable at every moment": open the file as fast as possible during the run
+        while not stop.is_set():
+            if (tmp_path / "surf.h5").exists():
+                s = h5_util.read_surface_file(str(tmp_path / "surf.h5"))
+                reads.append(int(s.done_mask(TRAIN).sum()) if "train_loss" in s.arrays else 0)
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while (not reads or reads[-1] < 4) and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    finally:
+        stop.set()
+        thread.join()
+    done_at_kill = h5_util.read_surface_file(str(tmp_path / "surf.h5")).done_mask(TRAIN).sum()
+    assert 4 <= done_at_kill < 20, done_at_kill
+    assert len(reads) > 10
+    rerun = _run(tmp_path, *args, env=env)
+    assert f"{done_at_kill} were already done" in rerun.stdout
+    resumed, uninterrupted = (h5_util.read_surface_file(str(p / "surf.h5")) for p in (tmp_path, clean))
+    for key in ("train_loss", "train_acc"):
+        np.testing.assert_array_equal(resumed.arrays[key], uninterrupted.arrays[key])
+
+
+@pytest.mark.mpi
+def test_exception_on_one_rank_ends_the_job_promptly(tmp_path):
+    start = time.monotonic()
+    proc = run_script("plot_surface.py", *BASE, "--model", f"{DATA / 'tiny_model.py'}:failing",
+                      "--x=-1:1:9", "--y=-1:1:9", cwd=tmp_path, nproc=2, timeout=90)
+    assert proc.returncode != 0
+    assert time.monotonic() - start < 45
+    assert proc.stderr.count("injected failure on rank 1") >= 1
+    assert "rank 1 of 2 failed" in proc.stderr
+    surf = [p for p in tmp_path.iterdir() if "_[" in p.name and p.suffix == ".h5"]
+    assert len(surf) == 1 and h5_util.read_surface_file(str(surf[0]))  # still readable
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+@pytest.mark.mpi
+def test_bad_input_under_mpirun_is_reported_once(tmp_path):
+    proc = run_script("plot_surface.py", *BASE, "--x=-1:1", cwd=tmp_path, nproc=2)
+    assert_usage_error(proc, "--x=-1:1 has 2 field(s)")
+
+
+def _main(tmp_path, monkeypatch, capsys, *args):
+    monkeypatch.chdir(tmp_path)
+    code = plot_surface.main([*BASE, *args])
+    return code, capsys.readouterr().err
+
+
+def _write(path: Path, content: bytes) -> str:
+    path.write_bytes(content)
+    return str(path)
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--x=-1:1"], "expected min:max:num"),
+    (["--x="], "--x is empty"),
+    (["--x=-1:1:3", "--y=1:-1:3"], "min must be smaller than max"),
+    (["--x=a:b:c"], "not three numbers"),
+    (["--model", "resnet57"], "'resnet56'"),
+    (["--model_file", "missing.t7"], "checkpoint not found: missing.t7"),
+    (["--xnorm", "filtre"], "invalid choice: 'filtre'"),
+    (["--dataset", "imagenet"], "imagenet"),
+    (["--dataset", "cifar10", "--datapath", "nowhere"], "cifar-10-batches-py"),
+    (["--dir_file", "missing.h5"], "does not exist"),
+])
+def test_bad_input_gives_one_line_and_exit_2(tmp_path, monkeypatch, capsys, args, fragment):
+    code, err = _main(tmp_path, monkeypatch, capsys, *args)
+    assert code == 2, err
+    assert err.count("\n") == 1 and fragment in err and "Traceback" not in err, err
+
+
+def test_bad_files_give_one_line_and_exit_2(tmp_path, monkeypatch, capsys, checkpoint):
+    import tiny_model
+
+    wide = tmp_path / "wide.t7"
+    torch.save({"state_dict": tiny_model.tiny_wide().state_dict()}, wide)
+    code, err = _main(tmp_path, monkeypatch, capsys, "--model_file", str(wide))
+    assert code == 2 and "first difference at 'conv.weight'" in err and "(6, 3, 3, 3)" in err, err
+
+    garbage = _write(tmp_path / "garbage.h5", b"\x89HDF\r\n\x1a\n" + b"\0" * 100)
+    code, err = _main(tmp_path, monkeypatch, capsys, "--model_file", checkpoint.name, "--dir_file", garbage)
+    assert code == 2 and "cannot open" in err, err
+
+    code, err = _main(tmp_path, monkeypatch, capsys, "--model_file", checkpoint.name,
+                      "--dir_file", str(DATA / "reference_resnet20_directions.h5"))
+    assert code == 2 and "another model" in err or "tensors" in err, err
+
+    foreign = tmp_path / "foreign.h5"
+    with h5py.File(foreign, "w") as f:
+        f["weights"] = np.zeros(3)
+    code, err = _main(tmp_path, monkeypatch, capsys, "--model_file", checkpoint.name,
+                      "--surf_file", str(foreign))
+    assert code == 2 and "not a surface file" in err, err
+    assert h5py.File(foreign)["weights"].shape == (3,)  # untouched
+
+
+def test_resume_refuses_other_grid_or_directions(tmp_path, monkeypatch, capsys, checkpoint):
+    base = ["--model_file", checkpoint.name, "--surf_file", "s.h5"]
+    code, _ = _main(tmp_path, monkeypatch, capsys, *base, "--x=-1:1:3")
+    assert code == 0
+    before = (tmp_path / "s.h5").read_bytes()
+    code, err = _main(tmp_path, monkeypatch, capsys, *base, "--x=-1:1:5")
+    assert code == 2 and "other x coordinates" in err, err
+    code, err = _main(tmp_path, monkeypatch, capsys, *base, "--x=-1:1:3", "--seed", "7")
+    assert code == 2 and "other directions" in err, err
+    code, err = _main(tmp_path, monkeypatch, capsys, *base, "--x=-1:1:3", "--x=-1:1:3", "--y=-1:1:3")
+    assert code == 2 and "1D grid" in err, err
+    code, err = _main(tmp_path, monkeypatch, capsys, *base, "--x=-1:1:3", "--loss_name", "mse")
+    assert code == 2 and "--loss_name 'crossentropy'" in err, err
+    assert (tmp_path / "s.h5").read_bytes() == before
