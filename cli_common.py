@@ -102,6 +102,10 @@ def add_parallel_args(parser: argparse.ArgumentParser) -> None:
                    help="if > 1, wrap the model in DataParallel over all visible GPUs")
     g.add_argument("--threads", type=int, default=None,
                    help="CPU threads per process for torch (default: torch's own choice)")
+    g.add_argument("--channels_last", action="store_true",
+                   help="NHWC memory format for model and data (faster convolutions on many CPUs/GPUs)")
+    g.add_argument("--compile", action="store_true",
+                   help="torch.compile the model (one-time compile cost per process; see README)")
 
 
 def add_data_args(parser: argparse.ArgumentParser) -> None:
@@ -227,8 +231,9 @@ def load_evalsets(args: argparse.Namespace, *, device: torch.device, want_train:
                                              split_idx=args.split_idx, **common)
         else:
             data = dataloader.load_eval_data(args.dataset, split="test", **common)
-        out[split] = EvalSet(make_batches(data.x, data.y, args.batch_size, device=device),
-                             data.num_classes, data.description)
+        batches = make_batches(data.x, data.y, args.batch_size, device=device,
+                               channels_last=args.channels_last)
+        out[split] = EvalSet(batches, data.num_classes, data.description)
     return out
 
 
@@ -315,12 +320,25 @@ def create_directions(args: argparse.Namespace, net: nn.Module, dir_file: str, *
         "y_direction": "" if y is None else ("same as x" if same_dir else y.describe(args.model_file3)),
         "seed": args.seed, "idx": args.idx,
         "direction_seed": net_plotter.direction_seed(args.seed, args.idx),
+        "model_fingerprint": state_fingerprint(net),
     })
     folder = os.path.dirname(dir_file)
     if folder and not os.path.isdir(folder):
         raise FileFormatError(f"cannot write the direction file {dir_file}: folder {folder} does not exist")
     net_plotter.save_directions(dir_file, directions, named=net_plotter.named_tensors(net, args.dir_type),
                                 attrs=attrs)
+
+
+def check_reused_directions(args: argparse.Namespace, dfile: h5_util.DirectionFile,
+                            model_fingerprint: str) -> None:
+    """An automatically named direction file from an earlier run must belong to the same
+    weights: normalized directions depend on them. (An explicit --dir_file is used as given.)"""
+    made_for = dfile.attrs.get("model_fingerprint")
+    if not args.dir_file and made_for and made_for != model_fingerprint:
+        raise FileFormatError(
+            f"{dfile.path} was made for other weights than those in "
+            f"{args.model_file or 'this randomly initialised model'} (the checkpoint changed since); "
+            f"move that file away to make new directions, or pass it as --dir_file to reuse it anyway")
 
 
 def check_resumable(surface: h5_util.SurfaceFile, *, xcoordinates: np.ndarray,

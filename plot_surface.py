@@ -13,7 +13,6 @@ import os
 from dataclasses import dataclass
 from typing import Sequence
 
-import numpy as np
 from torch import nn
 
 import cli_common as cli
@@ -76,7 +75,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                             xcoordinates=job.x.coordinates(),
                             ycoordinates=None if job.y is None else job.y.coordinates(),
                             evalsets=job.evalsets, loss_name=args.loss_name,
-                            flush_secs=args.flush_secs, progress=not args.no_progress)
+                            flush_secs=args.flush_secs, progress=not args.no_progress,
+                            channels_last=args.channels_last, compile=args.compile)
     if world.is_root:
         report(job, stats, world)
         if args.plot:
@@ -112,6 +112,7 @@ def prepare(args: argparse.Namespace, world: World) -> Job:
         directions = net_plotter.load_directions(dir_file, model, dir_type=args.dir_type,
                                                  ndirections=1 if y is None else 2)
         model_fingerprint = cli.state_fingerprint(model)
+        cli.check_reused_directions(args, directions, model_fingerprint)
         surf_file = cli.surface_file_name(args, dir_file, x, y)
     with world.agreed():
         if world.is_root:

@@ -26,9 +26,9 @@ import torch
 from torch import nn
 
 import h5_util
-from evaluation import Batches, evaluate, make_batches
+from evaluation import Batches, evaluate, make_batches, prepare_model
 from grid_runner import GridStats, PointFn, Poll, run_grid
-from h5_util import TEST, TRAIN, MetricGroup
+from h5_util import TEST, TRAIN
 from mpi_util import World
 from net_plotter import PlaneSetter, create_random_direction, direction_seed, tensors_of
 from scheduler import point_coordinates
@@ -78,11 +78,17 @@ def point_evaluator(model: nn.Module, setter: PlaneSetter, xcoordinates: np.ndar
 def run_surface(*, world: World, model: nn.Module, directions: Sequence[Sequence[Any]],
                 dir_type: str, surf_file: str, xcoordinates: np.ndarray,
                 ycoordinates: np.ndarray | None, evalsets: Mapping[str, EvalSet],
-                loss_name: str, flush_secs: float = 5.0, progress: bool = True) -> GridStats:
-    """Fill the missing train (and test) points of an existing surface file, on all ranks."""
+                loss_name: str, flush_secs: float = 5.0, progress: bool = True,
+                channels_last: bool = False, compile: bool = False) -> GridStats:
+    """Fill the missing train (and test) points of an existing surface file, on all ranks.
+
+    ``channels_last``/``compile``: see :func:`evaluation.prepare_model` (the evaluation
+    batches must have been made with the same ``channels_last``).
+    """
     model.eval()
+    forward = prepare_model(model, channels_last=channels_last, compile=compile)
     setter = PlaneSetter(model, directions, dir_type=dir_type)
-    evaluate_point = point_evaluator(model, setter, xcoordinates, ycoordinates, evalsets,
+    evaluate_point = point_evaluator(forward, setter, xcoordinates, ycoordinates, evalsets,
                                      loss_name=loss_name)
     try:
         return run_grid(world=world, surf_file=surf_file,
@@ -98,7 +104,8 @@ def compute_surface(model: nn.Module, data: Any, *, x: Sequence[float], y: Seque
                     seed: int = 123, loss_name: str = "crossentropy", num_classes: int | None = None,
                     batch_size: int = 128, device: str | torch.device | None = None,
                     surf_file: str | None = None, world: World | None = None,
-                    progress: bool = False) -> Surface:
+                    progress: bool = False, channels_last: bool = False,
+                    compile: bool = False) -> Surface:
     """Evaluate loss and accuracy of ``model`` on the grid ``x`` (times ``y``) around it.
 
     Args:
@@ -121,6 +128,8 @@ def compute_surface(model: nn.Module, data: Any, *, x: Sequence[float], y: Seque
             default: a temporary file, deleted after reading it back.
         world: an MPI world from ``mpi_util.detect_world`` to share the points among ranks.
         progress: show a progress bar.
+        channels_last, compile: speed options (NHWC memory format, ``torch.compile``); both
+            change results only at float rounding level.
 
     Returns:
         A :class:`Surface` with ``train_loss``, ``train_acc`` (and ``test_*``) arrays. Under
@@ -132,9 +141,9 @@ def compute_surface(model: nn.Module, data: Any, *, x: Sequence[float], y: Seque
     model.to(device).eval()
     xs = np.asarray(x, dtype=np.float64).reshape(-1)
     ys = None if y is None else np.asarray(y, dtype=np.float64).reshape(-1)
-    evalsets = {"train": _evalset(data, batch_size, device, num_classes)}
+    evalsets = {"train": _evalset(data, batch_size, device, num_classes, channels_last)}
     if test_data is not None:
-        evalsets["test"] = _evalset(test_data, batch_size, device, num_classes)
+        evalsets["test"] = _evalset(test_data, batch_size, device, num_classes, channels_last)
     if directions is None:
         generator = torch.Generator().manual_seed(direction_seed(seed, 0))
         weights = tensors_of(model, dir_type)
@@ -147,7 +156,8 @@ def compute_surface(model: nn.Module, data: Any, *, x: Sequence[float], y: Seque
         world.barrier()
         stats = run_surface(world=world, model=model, directions=directions, dir_type=dir_type,
                             surf_file=path, xcoordinates=xs, ycoordinates=ys, evalsets=evalsets,
-                            loss_name=loss_name, progress=progress)
+                            loss_name=loss_name, progress=progress, channels_last=channels_last,
+                            compile=compile)
         values = {}
         if world.is_root:
             surface = h5_util.read_surface_file(path)
@@ -175,7 +185,8 @@ def _surface_path(surf_file: str | None, world: World):
                 os.unlink(path)
 
 
-def _evalset(data: Any, batch_size: int, device: Any, num_classes: int | None) -> EvalSet:
+def _evalset(data: Any, batch_size: int, device: Any, num_classes: int | None,
+             channels_last: bool) -> EvalSet:
     if hasattr(data, "x") and hasattr(data, "y"):  # dataloader.EvalData
         inputs, labels = data.x, data.y
         num_classes = num_classes or getattr(data, "num_classes", None)
@@ -188,7 +199,8 @@ def _evalset(data: Any, batch_size: int, device: Any, num_classes: int | None) -
         labels = torch.cat([torch.as_tensor(p[1]) for p in pairs])
     labels = labels.long()
     num_classes = num_classes or int(labels.max()) + 1
-    return EvalSet(make_batches(inputs, labels, batch_size, device=device), num_classes)
+    return EvalSet(make_batches(inputs, labels, batch_size, device=device, channels_last=channels_last),
+                   num_classes)
 
 
 def summarize(surface: h5_util.SurfaceFile) -> str:
@@ -200,7 +212,7 @@ def summarize(surface: h5_util.SurfaceFile) -> str:
         return f"x={x[index[-1]]:g}" if y is None else f"(x, y)=({x[index[1]]:g}, {y[index[0]]:g})"
 
     lines = []
-    for name, group in GROUPS.items():
+    for group in GROUPS.values():
         loss_key, acc_key = group.keys
         if loss_key not in surface.arrays:
             continue

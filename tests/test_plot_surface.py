@@ -269,3 +269,34 @@ def test_resume_refuses_other_grid_or_directions(tmp_path, monkeypatch, capsys, 
     code, err = _main(tmp_path, monkeypatch, capsys, *base, "--x=-1:1:3", "--loss_name", "mse")
     assert code == 2 and "--loss_name 'crossentropy'" in err, err
     assert (tmp_path / "s.h5").read_bytes() == before
+
+
+def test_directions_of_replaced_checkpoint_are_not_reused(tmp_path, monkeypatch, capsys, checkpoint):
+    import tiny_model
+
+    code, _ = _main(tmp_path, monkeypatch, capsys, "--model_file", checkpoint.name, "--x=-1:1:3")
+    assert code == 0
+    dir_file = next(p for p in tmp_path.iterdir() if p.name.endswith("xnorm=filter.h5"))
+    torch.manual_seed(3)  # "retrain": other weights under the same file name
+    torch.save({"state_dict": tiny_model.TinyNet().state_dict()}, checkpoint)
+    code, err = _main(tmp_path, monkeypatch, capsys, "--model_file", checkpoint.name, "--x=-1:1:5")
+    assert code == 2 and "made for other weights" in err, err
+    code, _ = _main(tmp_path, monkeypatch, capsys, "--model_file", checkpoint.name, "--x=-1:1:5",
+                    "--dir_file", dir_file.name)  # explicit reuse is allowed
+    assert code == 0
+
+
+@pytest.mark.mpi
+def test_setup_error_on_one_rank_stops_all_ranks_with_one_line(tmp_path):
+    """Data that only rank 1 cannot load: rank 1 reports it once, every rank exits with 2."""
+    proc = run_script("plot_surface.py", "--model", TINY_MODEL, "--dataset",
+                      f"{DATA / 'rank_data.py'}:make", "--x=-1:1:3", "--no_progress",
+                      cwd=tmp_path, nproc=2, timeout=90)
+    assert_usage_error(proc, "(rank 1)", "no data on this node")
+
+
+def test_progress_bar_shows_points_of_the_whole_grid(tmp_path, checkpoint):
+    proc = run_script("plot_surface.py", *[a for a in BASE if a != "--no_progress"],
+                      "--model_file", checkpoint.name, "--x=-1:1:3", "--y=-1:1:2", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "loss surface" in proc.stderr and "6/6" in proc.stderr

@@ -1,0 +1,36 @@
+"""Installs the toolkit's modules and scripts into an environment of your own.
+
+`make demo` / `make test` do not need this: they use .venv with the pinned requirements.txt.
+Ranges here are loose on purpose.
+"""
+from setuptools import setup
+
+MODULES = [
+    "cli_common", "dataloader", "errors", "evaluation", "grid_runner", "h5_util", "model_loader",
+    "mpi_util", "net_plotter", "plot_surface", "scheduler", "surface",
+]
+SCRIPTS = ["plot_surface"]
+
+setup(
+    name="loss-landscape-toolkit",
+    version="0.1.0",
+    description="Loss-landscape visualization (Li et al., NeurIPS 2018), compatible with the reference code",
+    python_requires=">=3.10",
+    py_modules=MODULES,
+    packages=["models"],
+    install_requires=[
+        "torch>=2.1",
+        "torchvision>=0.16",
+        "numpy>=1.24",
+        "h5py>=3.5",
+        "matplotlib>=3.7",
+        "scipy>=1.10",
+        "tqdm>=4.60",
+    ],
+    extras_require={
+        "mpi": ["mpi4py>=3.1", "mpich"],
+        "digits": ["scikit-learn>=1.2"],
+        "test": ["pytest>=7", "scikit-learn>=1.2", "mpi4py>=3.1", "mpich"],
+    },
+    entry_points={"console_scripts": [f"{name}={name}:main" for name in SCRIPTS]},
+)

@@ -1,0 +1,63 @@
+"""The Python entry point compute_surface, checked against a direct evaluation."""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import h5_util
+import net_plotter as npl
+from conftest import make_small_data, make_small_net
+from surface import compute_surface
+
+
+def _direct_losses(net, data, directions, xs, ys):
+    """Loss at every grid point, by moving a copy of the net with plain tensor arithmetic."""
+    net = copy.deepcopy(net)
+    origin = [p.detach().clone() for p in net.parameters()]
+    out = np.zeros((len(ys), len(xs)))
+    for iy, b in enumerate(ys):
+        for ix, a in enumerate(xs):
+            with torch.no_grad():
+                for p, o, dx, dy in zip(net.parameters(), origin, *directions):
+                    p.copy_(o + a * dx + b * dy)
+                out[iy, ix] = F.cross_entropy(net(data[0]), data[1]).item()
+    return out
+
+
+def test_compute_surface_matches_direct_evaluation(small_net, small_data):
+    before = copy.deepcopy(small_net.state_dict())
+    weights = npl.tensors_of(small_net, "weights")
+    g = torch.Generator().manual_seed(3)
+    directions = [npl.create_random_direction(weights, norm="filter", ignore="biasbn", generator=g)
+                  for _ in range(2)]
+    xs, ys = np.linspace(-1, 1, 4), np.linspace(-0.5, 0.5, 3)
+    surf = compute_surface(small_net, small_data, x=xs, y=ys, directions=directions, batch_size=7)
+    assert surf.values["train_loss"].shape == (3, 4)
+    np.testing.assert_allclose(surf.values["train_loss"],
+                               _direct_losses(small_net, small_data, directions, xs, ys), rtol=1e-5)
+    assert all(torch.equal(a, b) for a, b in zip(small_net.state_dict().values(), before.values()))
+
+
+def test_compute_surface_1d_with_test_data_and_a_file(tmp_path, small_net, small_data):
+    test = make_small_data(20, seed=9)
+    path = str(tmp_path / "s.h5")
+    surf = compute_surface(small_net, small_data, test_data=test, x=np.linspace(-1, 1, 5), surf_file=path)
+    assert set(surf.values) == {"train_loss", "train_acc", "test_loss", "test_acc"}
+    assert surf.values["train_loss"].shape == (5,)
+    centre_loss = F.cross_entropy(small_net(test[0]), test[1]).item()
+    assert surf.values["test_loss"][2] == pytest.approx(centre_loss, rel=1e-5)
+    on_disk = h5_util.read_surface_file(path)
+    np.testing.assert_array_equal(on_disk.arrays["train_loss"], surf.values["train_loss"])
+    again = compute_surface(small_net, small_data, test_data=test, x=np.linspace(-1, 1, 5), surf_file=path)
+    assert again.stats.computed == 0  # resumed: nothing left to do
+
+
+def test_speed_options_change_results_only_at_rounding_level(small_data):
+    xs = np.linspace(-1, 1, 3)
+    plain = compute_surface(make_small_net(), small_data, x=xs, y=xs)
+    fast = compute_surface(make_small_net(), small_data, x=xs, y=xs, channels_last=True, compile=True)
+    np.testing.assert_allclose(fast.values["train_loss"], plain.values["train_loss"], rtol=1e-4)
