@@ -204,8 +204,11 @@ def check_model_spec(spec: str, model_files: Sequence[str]) -> None:
 
 
 def load_model(args: argparse.Namespace, *, num_classes: int, model_file: str) -> nn.Module:
+    """Build the model (initialised from --seed, so a random init is the same on every rank and
+    every rerun) and load ``model_file`` if given."""
     import model_loader
 
+    torch.manual_seed(args.seed)
     return model_loader.load_model(args.model, model_file or None, num_classes=num_classes)
 
 
@@ -235,16 +238,6 @@ def load_evalsets(args: argparse.Namespace, *, device: torch.device, want_train:
                                channels_last=args.channels_last)
         out[split] = EvalSet(batches, data.num_classes, data.description)
     return out
-
-
-def state_fingerprint(net: nn.Module) -> str:
-    """sha256 of the model's state_dict (names, dtypes, shapes, bytes)."""
-    h = hashlib.sha256()
-    for name, t in net.state_dict().items():
-        t = t.detach().cpu().contiguous()
-        h.update(f"{net_plotter._strip_module(name)}{t.dtype}{tuple(t.shape)}".encode())
-        h.update(t.numpy().tobytes() if t.dim() else t.reshape(1).numpy().tobytes())
-    return h.hexdigest()
 
 
 def provenance(args: argparse.Namespace, world: World, extra: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -300,6 +293,8 @@ def surface_file_name(args: argparse.Namespace, dir_file: str, x: GridRange, y: 
 def create_directions(args: argparse.Namespace, net: nn.Module, dir_file: str, *, two_d: bool,
                       world: World, num_classes: int) -> None:
     """Make and save the directions (rank 0, when the file does not exist yet)."""
+    import model_loader
+
     weights = net_plotter.tensors_of(net, args.dir_type)
 
     def target(model_file: str) -> list[torch.Tensor] | None:
@@ -320,7 +315,7 @@ def create_directions(args: argparse.Namespace, net: nn.Module, dir_file: str, *
         "y_direction": "" if y is None else ("same as x" if same_dir else y.describe(args.model_file3)),
         "seed": args.seed, "idx": args.idx,
         "direction_seed": net_plotter.direction_seed(args.seed, args.idx),
-        "model_fingerprint": state_fingerprint(net),
+        "model_fingerprint": model_loader.state_fingerprint(net),
     })
     folder = os.path.dirname(dir_file)
     if folder and not os.path.isdir(folder):

@@ -13,6 +13,7 @@ weights under ``'state_dict'`` (what the reference training code writes) or a ba
 """
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 import os
@@ -399,3 +400,16 @@ def load_model(spec: str, model_file: str | None = None, *, num_classes: int = 1
         state = load_checkpoint_state(model_file)
         load_state_into(model, state, source=model_file)
     return model.eval()
+
+
+
+def state_fingerprint(model: nn.Module) -> str:
+    """sha256 of a model's state_dict: names (without a ``module.`` prefix), dtypes, shapes
+    and bytes. Surface and direction files record it so they are never mixed with other weights.
+    """
+    h = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        t = tensor.detach().cpu().contiguous()
+        h.update(f"{name.removeprefix('module.')}|{t.dtype}|{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()

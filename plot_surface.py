@@ -21,7 +21,7 @@ import net_plotter
 from errors import SilentExit, UsageError, reports_usage_errors
 from grid_runner import GridStats
 from mpi_util import World, abort_on_error, detect_world, env_rank
-from surface import EvalSet, run_surface, summarize
+from surface import EvalSet, run_surface, same_model_on_all_ranks, summarize
 
 PROG = "plot_surface.py"
 
@@ -102,6 +102,7 @@ def prepare(args: argparse.Namespace, world: World) -> Job:
         num_classes = evalsets["train"].num_classes
         model = cli.load_model(args, num_classes=num_classes, model_file=args.model_file)
         dir_file = cli.direction_file_name(args, two_d=y is not None)
+    model_fingerprint = same_model_on_all_ranks(world, model)
     created = False
     with world.agreed():
         if world.is_root and not os.path.exists(dir_file):
@@ -111,7 +112,6 @@ def prepare(args: argparse.Namespace, world: World) -> Job:
     with world.agreed():
         directions = net_plotter.load_directions(dir_file, model, dir_type=args.dir_type,
                                                  ndirections=1 if y is None else 2)
-        model_fingerprint = cli.state_fingerprint(model)
         cli.check_reused_directions(args, directions, model_fingerprint)
         surf_file = cli.surface_file_name(args, dir_file, x, y)
     with world.agreed():

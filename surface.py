@@ -57,6 +57,24 @@ class Surface:
     stats: GridStats | None = None
 
 
+def same_model_on_all_ranks(world: World, model: nn.Module) -> str:
+    """Make sure every rank evaluates the same weights; returns their fingerprint.
+
+    Ranks that built a model with another random initialisation (or loaded other weights)
+    receive rank 0's state_dict. A collective: every rank must call it.
+    """
+    from model_loader import state_fingerprint
+
+    fingerprint = state_fingerprint(model)
+    fingerprints = world.allgather(fingerprint)
+    if len(set(fingerprints)) > 1:
+        state = world.bcast({k: v.cpu() for k, v in model.state_dict().items()} if world.is_root else None)
+        model.load_state_dict(state)
+        if world.is_root:
+            print("note: the ranks had built different weights; all now use rank 0's", flush=True)
+    return fingerprints[0]
+
+
 def point_evaluator(model: nn.Module, setter: PlaneSetter, xcoordinates: np.ndarray,
                     ycoordinates: np.ndarray | None, evalsets: Mapping[str, EvalSet], *,
                     loss_name: str) -> PointFn:
@@ -136,6 +154,7 @@ def compute_surface(model: nn.Module, data: Any, *, x: Sequence[float], y: Seque
         MPI, only rank 0's result holds values; the other ranks get empty ``values``.
     """
     world = world or World()
+    same_model_on_all_ranks(world, model)
     if device is None:
         device = next(model.parameters()).device
     model.to(device).eval()

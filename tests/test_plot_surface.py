@@ -300,3 +300,17 @@ def test_progress_bar_shows_points_of_the_whole_grid(tmp_path, checkpoint):
                       "--model_file", checkpoint.name, "--x=-1:1:3", "--y=-1:1:2", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "loss surface" in proc.stderr and "6/6" in proc.stderr
+
+
+@pytest.mark.mpi
+def test_random_init_is_the_same_on_every_rank_and_rerun(tmp_path):
+    """Without --model_file the model is built from --seed: all ranks agree, and a rerun with
+    another number of processes resumes the same file."""
+    args = ["--model", TINY_MODEL.replace(":tiny", ":unseeded"), "--x=-1:1:4", "--surf_file", "s.h5"]
+    proc = _run(tmp_path, *args, nproc=2)
+    assert "all now use rank 0's" in proc.stdout  # its own randomness: synced from rank 0
+    args = ["--model", "resnet20", "--data_split", "40", "--x=-1:1:3", "--surf_file", "r.h5"]
+    proc = _run(tmp_path, *args, nproc=2)
+    assert "rank 0's" not in proc.stdout and "randomly initialised" in proc.stdout
+    proc = _run(tmp_path, *args)
+    assert "computed 0 point(s)" in proc.stdout

@@ -59,3 +59,9 @@ class FailingNet(TinyNet):
 def failing():
     torch.manual_seed(0)
     return FailingNet()
+
+
+def unseeded():
+    """A TinyNet whose initialisation differs in every process (its own randomness)."""
+    torch.manual_seed(os.getpid())
+    return TinyNet()
