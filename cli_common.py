@@ -152,7 +152,7 @@ def add_direction_args(parser: argparse.ArgumentParser, *, same_dir: bool = True
     if same_dir:
         g.add_argument("--same_dir", action="store_true", help="y direction = x direction")
     g.add_argument("--idx", type=int, default=0, help="repeat index: new random directions for each N > 0")
-    g.add_argument("--seed", type=int, default=123, help="seed of the random directions")
+    g.add_argument("--seed", type=int, default=123, help="seed of the random directions (and of the model's init without --model_file)")
     g.add_argument("--surf_file", default="", help="surface file name (default: named like the reference)")
 
 
@@ -212,7 +212,7 @@ def load_model(args: argparse.Namespace, *, num_classes: int, model_file: str) -
     return model_loader.load_model(args.model, model_file or None, num_classes=num_classes)
 
 
-def load_evalsets(args: argparse.Namespace, *, device: torch.device, want_train: bool = True,
+def load_evalsets(args: argparse.Namespace, *, device: torch.device,
                   download: bool = True) -> dict[str, EvalSet]:
     """Evaluation data of this rank, cut into batches on ``device``."""
     import dataloader
@@ -223,9 +223,8 @@ def load_evalsets(args: argparse.Namespace, *, device: torch.device, want_train:
     if datapath == DEFAULT_DATAPATH:
         datapath = os.path.join(PROJECT_DIR, DEFAULT_DATAPATH)
     common = dict(datapath=datapath, raw_data=args.raw_data, download=download)
-    splits = (["train"] if want_train else []) + (["test"] if args.eval_test else [])
     out = {}
-    for split in splits:
+    for split in ["train", "test"] if args.eval_test else ["train"]:
         pickled = args.trainloader if split == "train" else args.testloader
         if args.trainloader and args.testloader:
             data = dataloader.load_pickled_loader(pickled)
@@ -242,9 +241,6 @@ def load_evalsets(args: argparse.Namespace, *, device: torch.device, want_train:
 
 def provenance(args: argparse.Namespace, world: World, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Attributes recording how a file was made (command, versions, settings)."""
-    import h5py
-    import mpi_util
-
     attrs = {
         "command": shlex.join([os.path.basename(sys.argv[0])] + sys.argv[1:]),
         "cwd": os.getcwd(),
@@ -253,8 +249,7 @@ def provenance(args: argparse.Namespace, world: World, extra: dict[str, Any] | N
         "world_size": world.size,
         "toolkit_version": TOOLKIT_VERSION,
         "versions": json.dumps({"python": platform.python_version(), "torch": torch.__version__,
-                                "numpy": np.__version__, "h5py": h5py.__version__,
-                                "mpi": bool(mpi_util.launcher_size() > 1 or args.mpi)}),
+                                "numpy": np.__version__, "h5py": h5_util.H5PY_VERSION}),
         "settings": json.dumps({k: v for k, v in sorted(vars(args).items())}),
     }
     attrs.update(extra or {})

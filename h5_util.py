@@ -34,6 +34,7 @@ import numpy as np
 
 from errors import FileFormatError
 
+H5PY_VERSION = h5py.__version__
 COORD_KEYS = ("xcoordinates", "ycoordinates")
 DIR_GROUPS = ("xdirection", "ydirection")
 PCA_KEYS = ("explained_variance_ratio_", "singular_values_", "explained_variance_")

@@ -3,7 +3,12 @@
 `make demo` / `make test` do not need this: they use .venv with the pinned requirements.txt.
 Ranges here are loose on purpose.
 """
+import re
+from pathlib import Path
+
 from setuptools import setup
+
+VERSION = re.search(r'TOOLKIT_VERSION = "([^"]+)"', (Path(__file__).parent / "cli_common.py").read_text()).group(1)
 
 MODULES = [
     "cli_common", "dataloader", "errors", "evaluation", "grid_runner", "h5_util", "model_loader",
@@ -13,7 +18,7 @@ SCRIPTS = ["plot_surface"]
 
 setup(
     name="loss-landscape-toolkit",
-    version="0.1.0",
+    version=VERSION,
     description="Loss-landscape visualization (Li et al., NeurIPS 2018), compatible with the reference code",
     python_requires=">=3.10",
     py_modules=MODULES,

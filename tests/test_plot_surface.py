@@ -314,3 +314,28 @@ def test_random_init_is_the_same_on_every_rank_and_rerun(tmp_path):
     assert "rank 0's" not in proc.stdout and "randomly initialised" in proc.stdout
     proc = _run(tmp_path, *args)
     assert "computed 0 point(s)" in proc.stdout
+
+
+def test_resumes_a_surface_file_written_by_the_reference(tmp_path):
+    """The reference's 5x5 file under its own names: two points marked unfinished (-1) are
+    computed, the 23 others are kept as they are."""
+    dir_name = "model_0.t7_weights_xignore=biasbn_xnorm=filter_yignore=biasbn_ynorm=filter.h5"
+    surf_name = dir_name + "_[-1.0,1.0,5]x[-1.0,1.0,5]_datasplit=2_splitidx=0.h5"
+    (tmp_path / "model_0.t7").write_bytes((DATA / "reference_resnet20_model_0.t7").read_bytes())
+    (tmp_path / dir_name).write_bytes((DATA / "reference_resnet20_directions.h5").read_bytes())
+    (tmp_path / surf_name).write_bytes((DATA / "reference_resnet20_surface_5x5.h5").read_bytes())
+    with h5py.File(tmp_path / surf_name, "r+") as f:
+        before = f["train_loss"][()]
+        f["train_loss"][1, 3] = f["train_acc"][1, 3] = -1
+        f["train_loss"][4, 0] = f["train_acc"][4, 0] = -1
+    proc = run_script("plot_surface.py", "--model", "resnet20", "--model_file", "model_0.t7",
+                      "--x=-1:1:5", "--y=-1:1:5", "--dataset", "digits", "--data_split", "2",
+                      "--surf_file", surf_name, "--no_progress", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert f"direction file: {dir_name} (reused)" in proc.stdout
+    assert "computed 2 point(s)" in proc.stdout and "23 were already done" in proc.stdout
+    after = h5_util.read_surface_file(str(tmp_path / surf_name))
+    kept = np.ones((5, 5), bool)
+    kept[1, 3] = kept[4, 0] = False
+    np.testing.assert_array_equal(after.arrays["train_loss"][kept], before[kept])
+    assert after.arrays["train_loss"][1, 3] > 0 and after.done_mask(TRAIN).all()
