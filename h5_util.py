@@ -200,6 +200,44 @@ def read_direction_file(path: str) -> DirectionFile:
         return DirectionFile(path, directions, _read_attrs(f), extras)
 
 
+# --------------------------------------------------------------------------- projections
+@dataclass(frozen=True)
+class ProjectionFile:
+    """A trajectory projected onto two directions: one (x, y) per checkpoint, in epoch order."""
+
+    path: str
+    xcoord: np.ndarray
+    ycoord: np.ndarray
+    attrs: dict[str, Any]
+
+
+def write_projection_file(path: str, xcoord: np.ndarray, ycoord: np.ndarray, *,
+                          attrs: Mapping[str, Any]) -> None:
+    """Create a projection file (``proj_xcoord``, ``proj_ycoord``; refuses to replace a file)."""
+
+    def fill(f: h5py.File) -> None:
+        f["proj_xcoord"] = np.asarray(xcoord, dtype=np.float64)
+        f["proj_ycoord"] = np.asarray(ycoord, dtype=np.float64)
+        _write_attrs(f, attrs)
+
+    _create_new(path, fill)
+
+
+def read_projection_file(path: str) -> ProjectionFile:
+    """Read a projection file (ours or the reference's).
+
+    Raises:
+        FileFormatError: missing, unreadable, or without ``proj_xcoord``/``proj_ycoord``.
+    """
+    with _open(path, what="projection file") as f:
+        if "proj_xcoord" not in f or "proj_ycoord" not in f:
+            raise FileFormatError(
+                f"{path} is not a projection file: it needs 'proj_xcoord' and 'proj_ycoord' "
+                f"(made by plot_trajectory.py); top-level keys: {sorted(f.keys())[:8]}")
+        return ProjectionFile(path, np.asarray(f["proj_xcoord"][()], dtype=np.float64),
+                              np.asarray(f["proj_ycoord"][()], dtype=np.float64), _read_attrs(f))
+
+
 # --------------------------------------------------------------------------- surfaces
 @dataclass
 class SurfaceFile:

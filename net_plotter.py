@@ -186,14 +186,16 @@ def make_directions(weights: Sequence[torch.Tensor], *, x: AxisSpec, y: AxisSpec
 
 
 def save_directions(path: str, directions: Sequence[Direction], *,
-                    named: Sequence[tuple[str, torch.Tensor]], attrs: Mapping[str, Any]) -> None:
+                    named: Sequence[tuple[str, torch.Tensor]], attrs: Mapping[str, Any],
+                    extras: Mapping[str, np.ndarray] | None = None) -> None:
     """Write a direction file in the reference layout, with the tensor names and shapes (so a
-    file made for another model is recognised) and ``attrs`` (how it was made)."""
+    file made for another model is recognised) and ``attrs`` (how it was made). ``extras`` are
+    extra top-level datasets (PCA: ``explained_variance_ratio_`` etc.)."""
     meta = dict(attrs)
     meta["tensor_names"] = json.dumps([_strip_module(n) for n, _ in named])
     meta["tensor_shapes"] = json.dumps([list(t.shape) for _, t in named])
     h5_util.write_direction_file(path, [[d.numpy() for d in direction] for direction in directions],
-                                 attrs=meta)
+                                 attrs=meta, extras=extras)
 
 
 def load_directions(path: str, net: nn.Module, *, dir_type: str,

@@ -118,3 +118,15 @@ def test_writer_lock_is_exclusive(tmp_path):
     with h5_util.writer_lock(path):  # released afterwards
         pass
     assert not (tmp_path / ".s.h5.lock").exists()
+
+
+def test_projection_file_round_trip_and_refusals(tmp_path):
+    path = str(tmp_path / "p.h5")
+    h5_util.write_projection_file(path, [0.5, 0.0], [-1.0, 0.0], attrs={"method": "cos"})
+    proj = h5_util.read_projection_file(path)
+    assert proj.xcoord.tolist() == [0.5, 0.0] and proj.ycoord.tolist() == [-1.0, 0.0]
+    assert proj.attrs["method"] == "cos"
+    with pytest.raises(FileFormatError, match="already exists"):
+        h5_util.write_projection_file(path, [0.0], [0.0], attrs={})
+    with pytest.raises(FileFormatError, match="not a projection file"):
+        h5_util.read_projection_file(str(DATA / "reference_resnet20_surface_5x5.h5"))
