@@ -161,6 +161,28 @@ def add_run_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--flush_secs", type=float, default=5.0,
                    help="write results to the surface file at most this often (seconds)")
     g.add_argument("--no_progress", action="store_true", help="no progress bar")
+    g.add_argument("--estimate", action="store_true",
+                   help="time a few points, print the expected wall time for the number of ranks, exit")
+    g.add_argument("--rank", type=int, default=None,
+                   help="with --of N: compute shard I (0-based) of the remaining points into a file of "
+                        "its own (default under a SLURM job array: the array task id)")
+    g.add_argument("--of", type=int, default=None, help="number of shards (jobs without MPI)")
+    g.add_argument("--merge", action="store_true", help="with --of N: merge the shard files into the surface file")
+
+
+def parse_args_and_world(parser: argparse.ArgumentParser,
+                         argv: Sequence[str] | None) -> tuple[argparse.Namespace, World]:
+    """Parse the command line and find the MPI world; errors are reported by rank 0 only."""
+    from errors import SilentExit
+    from mpi_util import detect_world, env_rank
+
+    try:
+        args = parser.parse_args(argv)
+        return args, detect_world(force_mpi=args.mpi)
+    except UsageError:
+        if env_rank() != 0:
+            raise SilentExit() from None  # the same error is reported by rank 0
+        raise
 
 
 def norm_choice(value: str) -> str:

@@ -75,12 +75,12 @@ class ResultWriter:
 
 def run_grid(*, world: World, surf_file: str, groups: Sequence[MetricGroup],
              evaluate_point: PointFn, flush_secs: float = 5.0, progress: bool = True,
-             desc: str = "points") -> GridStats:
+             desc: str = "points", only: np.ndarray | None = None) -> GridStats:
     """Compute every point that some group in ``groups`` still lacks, on all ranks.
 
     Every rank calls this together after the surface file exists. Rank 0 reads which points
-    remain, hands them out, writes all results and returns the statistics; other ranks return
-    empty statistics.
+    remain (restricted to the flat indices ``only``, e.g. a shard, when given), hands them out,
+    writes all results and returns the statistics; other ranks return empty statistics.
     """
     start = time.monotonic()
     if world.is_root:
@@ -90,6 +90,9 @@ def run_grid(*, world: World, surf_file: str, groups: Sequence[MetricGroup],
             done = {g.name: surface.done_mask(g) for g in groups}
             todo = remaining_points(done)
             total = int(np.prod(surface.shape))
+            if only is not None:
+                allowed = set(np.asarray(only).tolist())
+                total, todo = len(allowed), [item for item in todo if item[0] in allowed]
             root = _Root(world, todo, ResultWriter(surf_file, groups, flush_secs),
                          total=total, progress=progress, desc=desc)
             stats = root.run(evaluate_point)

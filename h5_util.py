@@ -39,6 +39,11 @@ COORD_KEYS = ("xcoordinates", "ycoordinates")
 DIR_GROUPS = ("xdirection", "ydirection")
 PCA_KEYS = ("explained_variance_ratio_", "singular_values_", "explained_variance_")
 DONE_SUFFIX = "_done"
+SHARD_KEY = "shard_points"  # flat indices assigned to a shard file (see cli_job)
+
+
+class AlreadyExists(FileFormatError):
+    """The file to create exists already (possibly made a moment ago by a concurrent job)."""
 
 
 @dataclass(frozen=True)
@@ -92,7 +97,7 @@ def _create_new(path: str, fill) -> None:
         try:
             os.link(tmp, path)  # fails if path exists: no clobbering, even in a race
         except FileExistsError:
-            raise FileFormatError(f"{path} already exists; not overwriting it") from None
+            raise AlreadyExists(f"{path} already exists; not overwriting it") from None
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -250,6 +255,7 @@ class SurfaceFile:
     arrays: dict[str, np.ndarray]
     done: dict[str, np.ndarray]
     attrs: dict[str, Any]
+    shard_points: np.ndarray | None = None
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -266,14 +272,20 @@ class SurfaceFile:
 
 
 def create_surface_file(path: str, *, dir_file: str, xcoordinates: np.ndarray,
-                        ycoordinates: np.ndarray | None, attrs: Mapping[str, Any]) -> None:
-    """Create an empty surface file (no metrics yet); refuses to replace an existing file."""
+                        ycoordinates: np.ndarray | None, attrs: Mapping[str, Any],
+                        shard_points: np.ndarray | None = None) -> None:
+    """Create an empty surface file (no metrics yet); refuses to replace an existing file.
+
+    ``shard_points``: for a shard file, the flat indices of the points it is to compute.
+    """
 
     def fill(f: h5py.File) -> None:
         f["dir_file"] = dir_file
         f["xcoordinates"] = np.asarray(xcoordinates, dtype=np.float64)
         if ycoordinates is not None:
             f["ycoordinates"] = np.asarray(ycoordinates, dtype=np.float64)
+        if shard_points is not None:
+            f[SHARD_KEY] = np.asarray(shard_points, dtype=np.int64)
         _write_attrs(f, attrs)
 
     _create_new(path, fill)
@@ -298,8 +310,9 @@ def read_surface_file(path: str) -> SurfaceFile:
         dir_file = f["dir_file"][()] if "dir_file" in f else b""
         dir_file = dir_file.decode() if isinstance(dir_file, bytes) else str(dir_file)
         arrays, done = {}, {}
+        shard_points = np.asarray(f[SHARD_KEY][()], dtype=np.int64) if SHARD_KEY in f else None
         for key, obj in f.items():
-            if key in COORD_KEYS or key == "dir_file" or not isinstance(obj, h5py.Dataset):
+            if key in COORD_KEYS or key in ("dir_file", SHARD_KEY) or not isinstance(obj, h5py.Dataset):
                 continue
             data = obj[()]
             if np.size(data) != int(np.prod(shape)):
@@ -310,7 +323,7 @@ def read_surface_file(path: str) -> SurfaceFile:
                 done[key] = data.astype(bool)
             else:
                 arrays[key] = data.astype(np.float64)
-        return SurfaceFile(path, dir_file, x, y, arrays, done, _read_attrs(f))
+        return SurfaceFile(path, dir_file, x, y, arrays, done, _read_attrs(f), shard_points)
 
 
 @contextlib.contextmanager

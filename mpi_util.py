@@ -8,10 +8,12 @@ independent copies when it was forgotten).
 from __future__ import annotations
 
 import os
+import platform
 import sys
+import time
 import traceback
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 from errors import EXIT_USAGE, SilentExit, UsageError
@@ -20,8 +22,9 @@ from errors import EXIT_USAGE, SilentExit, UsageError
 # srun's PMI-2 (PMI_SIZE), Open MPI, MVAPICH2, and srun itself.
 _SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE", "SLURM_STEP_NUM_TASKS")
 _RANK_VARS = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK", "SLURM_PROCID")
-_LOCAL_RANK_VARS = ("MPI_LOCALRANKID", "OMPI_COMM_WORLD_LOCAL_RANK", "MV2_COMM_WORLD_LOCAL_RANK",
-                    "SLURM_LOCALID")
+TAG_AGREE = 21  # set-up outcomes (grid_runner uses 11 and 12)
+# First report of ranks waiting at a set-up step, then doubling (an environment knob for tests)
+WAIT_REPORT_SECS = float(os.environ.get("LANDSCAPE_WAIT_REPORT_SECS", "60"))
 
 
 def launcher_size() -> int:
@@ -50,6 +53,13 @@ class World:
     rank: int = 0
     size: int = 1
     local_rank: int = 0
+    hosts: list[str] = field(default_factory=list)  # host name of every rank
+
+    @property
+    def _mpi(self) -> Any:
+        from mpi4py import MPI
+
+        return MPI
 
     @property
     def is_root(self) -> bool:
@@ -74,13 +84,14 @@ class World:
         raise SystemExit(code)
 
     @contextmanager
-    def agreed(self) -> Iterator[None]:
+    def agreed(self, step: str = "set-up") -> Iterator[None]:
         """Run a set-up step on every rank and stop all ranks together if any rank failed.
 
         Every rank must enter and leave the block at the same place. If one or more ranks
         raised, the lowest failing rank re-raises its exception (so it is reported once) and
         the others raise :class:`SilentExit` with the same exit code; nobody hangs in a later
-        collective waiting for a rank that died.
+        collective waiting for a rank that died. While ranks wait for a slow one (a node that
+        cannot read its data, say), the wait is reported with the step and the ranks' hosts.
         """
         error: BaseException | None = None
         try:
@@ -92,7 +103,7 @@ class World:
                 raise error
             return
         code = None if error is None else (EXIT_USAGE if isinstance(error, UsageError) else 1)
-        codes = self.comm.allgather(code)
+        codes = self._gather_codes(code, step)
         failed = [r for r, c in enumerate(codes) if c is not None]
         if not failed:
             return
@@ -101,6 +112,38 @@ class World:
                 error.args = (f"(rank {self.rank}) {error}",)
             raise error
         raise SilentExit(codes[failed[0]])
+
+    def _gather_codes(self, code: int | None, step: str) -> list[int | None]:
+        """Every rank's outcome of ``step``, gathered point to point so waits can be reported."""
+        comm, status = self.comm, self._mpi.Status()
+        start, next_report = time.monotonic(), WAIT_REPORT_SECS
+        if self.is_root:
+            codes: dict[int, int | None] = {0: code}
+            while len(codes) < self.size:
+                if comm.Iprobe(source=self._mpi.ANY_SOURCE, tag=TAG_AGREE, status=status):
+                    codes[status.Get_source()] = comm.recv(source=status.Get_source(), tag=TAG_AGREE)
+                    continue
+                time.sleep(0.005)
+                if time.monotonic() - start >= next_report:
+                    late = [r for r in range(self.size) if r not in codes]
+                    hosts = sorted({self.hosts[r] for r in late}) if self.hosts else []
+                    print(f"waiting {time.monotonic() - start:.0f} s for rank(s) {late} (host(s) "
+                          f"{', '.join(hosts)}) to finish {step}; a node that cannot read the data "
+                          f"or the model files stalls here", file=sys.stderr, flush=True)
+                    next_report *= 2
+            result = [codes[r] for r in range(self.size)]
+            for r in range(1, self.size):
+                comm.send(result, dest=r, tag=TAG_AGREE + 1)
+            return result
+        comm.send(code, dest=0, tag=TAG_AGREE)
+        while not comm.Iprobe(source=0, tag=TAG_AGREE + 1):
+            time.sleep(0.005)
+            if self.rank == 1 and time.monotonic() - start >= next_report:
+                print(f"rank 1: waiting {time.monotonic() - start:.0f} s for rank 0 (host "
+                      f"{self.hosts[0] if self.hosts else '?'}) to finish {step}",
+                      file=sys.stderr, flush=True)
+                next_report *= 2
+        return comm.recv(source=0, tag=TAG_AGREE + 1)
 
 
 def detect_world(*, force_mpi: bool = False) -> World:
@@ -125,7 +168,8 @@ def detect_world(*, force_mpi: bool = False) -> World:
     node = comm.Split_type(MPI.COMM_TYPE_SHARED, key=comm.Get_rank())
     local_rank = node.Get_rank()
     node.Free()
-    return World(comm=comm, rank=comm.Get_rank(), size=comm.Get_size(), local_rank=local_rank)
+    return World(comm=comm, rank=comm.Get_rank(), size=comm.Get_size(), local_rank=local_rank,
+                 hosts=comm.allgather(platform.node()))
 
 
 def abort_on_error(world: World) -> Any:

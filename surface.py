@@ -19,7 +19,7 @@ import contextlib
 import os
 import tempfile
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -93,12 +93,12 @@ def point_evaluator(model: nn.Module, setter: PlaneSetter, xcoordinates: np.ndar
     return evaluate_point
 
 
-def run_surface(*, world: World, model: nn.Module, directions: Sequence[Sequence[Any]],
-                dir_type: str, surf_file: str, xcoordinates: np.ndarray,
-                ycoordinates: np.ndarray | None, evalsets: Mapping[str, EvalSet],
-                loss_name: str, flush_secs: float = 5.0, progress: bool = True,
-                channels_last: bool = False, compile: bool = False) -> GridStats:
-    """Fill the missing train (and test) points of an existing surface file, on all ranks.
+@contextlib.contextmanager
+def surface_task(*, model: nn.Module, directions: Sequence[Sequence[Any]], dir_type: str,
+                 xcoordinates: np.ndarray, ycoordinates: np.ndarray | None,
+                 evalsets: Mapping[str, EvalSet], loss_name: str, channels_last: bool = False,
+                 compile: bool = False) -> Iterator[PointFn]:
+    """The per-point function of a loss surface; the model is put back at the centre after.
 
     ``channels_last``/``compile``: see :func:`evaluation.prepare_model` (the evaluation
     batches must have been made with the same ``channels_last``).
@@ -106,14 +106,22 @@ def run_surface(*, world: World, model: nn.Module, directions: Sequence[Sequence
     model.eval()
     forward = prepare_model(model, channels_last=channels_last, compile=compile)
     setter = PlaneSetter(model, directions, dir_type=dir_type)
-    evaluate_point = point_evaluator(forward, setter, xcoordinates, ycoordinates, evalsets,
-                                     loss_name=loss_name)
     try:
-        return run_grid(world=world, surf_file=surf_file,
-                        groups=[GROUPS[name] for name in evalsets], evaluate_point=evaluate_point,
-                        flush_secs=flush_secs, progress=progress, desc="loss surface")
+        yield point_evaluator(forward, setter, xcoordinates, ycoordinates, evalsets, loss_name=loss_name)
     finally:
         setter.restore()
+
+
+def run_surface(*, world: World, surf_file: str, evalsets: Mapping[str, EvalSet],
+                flush_secs: float = 5.0, progress: bool = True, **task: Any) -> GridStats:
+    """Fill the missing train (and test) points of an existing surface file, on all ranks.
+
+    ``task``: the keyword arguments of :func:`surface_task` other than ``evalsets``.
+    """
+    with surface_task(evalsets=evalsets, **task) as evaluate_point:
+        return run_grid(world=world, surf_file=surf_file, groups=[GROUPS[name] for name in evalsets],
+                        evaluate_point=evaluate_point, flush_secs=flush_secs, progress=progress,
+                        desc="loss surface")
 
 
 def compute_surface(model: nn.Module, data: Any, *, x: Sequence[float], y: Sequence[float] | None = None,

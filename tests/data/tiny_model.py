@@ -39,6 +39,11 @@ class SlowNet(TinyNet):
 
 
 def slow():
+    """SlowNet; with TINY_PIDDIR set, each process writes its pid to rank<PMI_RANK>.pid there."""
+    piddir = os.environ.get("TINY_PIDDIR")
+    if piddir:
+        with open(os.path.join(piddir, f"rank{os.environ.get('PMI_RANK', '0')}.pid"), "w") as f:
+            f.write(str(os.getpid()))
     torch.manual_seed(0)
     return SlowNet()
 

@@ -1,0 +1,122 @@
+"""Cluster behaviour without a scheduler: shards and merge, --estimate, a killed rank, a stalled
+rank at start-up, and the run-mode flags. (Real SLURM is in test_slurm.py.)"""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import h5_util
+from conftest import DATA, MPIRUN, ROOT, TINY_MODEL, assert_usage_error, run_script
+from h5_util import TRAIN
+from test_plot_surface import BASE, SLOW_MODEL, _run, checkpoint  # noqa: F401 - fixture
+
+GRID = ["--x=-1:1:4", "--y=-1:1:3", "--surf_file", "s.h5"]
+
+
+def _copy_checkpoint(folder: Path, checkpoint: Path) -> None:
+    folder.mkdir()
+    (folder / checkpoint.name).write_bytes(checkpoint.read_bytes())
+
+
+def test_shards_then_merge_equal_one_run(tmp_path, checkpoint):
+    args = ["--model_file", checkpoint.name, *GRID]
+    _copy_checkpoint(tmp_path / "single", checkpoint)
+    _run(tmp_path / "single", *args)
+    shards = tmp_path / "shards"
+    _copy_checkpoint(shards, checkpoint)
+    proc = _run(shards, *args, "--of", "3", "--merge")  # nothing to merge yet
+    assert "missing shard files [0, 1, 2]" in proc.stdout
+    for rank in range(3):
+        proc = _run(shards, *args, "--rank", str(rank), "--of", "3")
+        assert f"shard {rank} of 3" in proc.stdout and "computed 4 point(s)" in proc.stdout
+    proc = _run(shards, *args, "--rank", "1", "--of", "3")  # a shard resumes on its own
+    assert "computed 0 point(s)" in proc.stdout
+    proc = _run(shards, *args, "--of", "3", "--merge")
+    assert "merged 12 point value(s) from 3 of 3 shard files" in proc.stdout
+    assert "not complete" not in proc.stdout
+    merged = h5_util.read_surface_file(str(shards / "s.h5"))
+    single = h5_util.read_surface_file(str(tmp_path / "single" / "s.h5"))
+    assert merged.done_mask(TRAIN).all()
+    for key in ("train_loss", "train_acc"):
+        np.testing.assert_array_equal(merged.arrays[key], single.arrays[key])
+
+
+def test_shard_rank_from_a_slurm_job_array(tmp_path, checkpoint):
+    env = {"SLURM_ARRAY_TASK_ID": "2", "SLURM_ARRAY_TASK_MIN": "1"}
+    proc = _run(tmp_path, "--model_file", checkpoint.name, *GRID, "--of", "2", env=env)
+    assert "shard 1 of 2" in proc.stdout and (tmp_path / "s.h5_rank=1_of=2.h5").exists()
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--rank", "1"], "need --of N"),
+    (["--merge"], "need --of N"),
+    (["--of", "2", "--rank", "2"], "--rank must be in 0..1"),
+    (["--of", "0"], "--of must be >= 1"),
+    (["--of", "2"], "--rank I"),
+])
+def test_run_mode_flags_are_checked(tmp_path, args, fragment):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_ARRAY")}
+    proc = subprocess.run([sys.executable, str(ROOT / "plot_surface.py"), *BASE, *args],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert_usage_error(proc, fragment)
+
+
+def test_estimate_is_within_a_factor_of_two_of_the_real_time(tmp_path, checkpoint):
+    args = ["--model", SLOW_MODEL, "--model_file", checkpoint.name, "--x=-1:1:5", "--y=-1:1:4",
+            "--surf_file", "s.h5"]
+    env = {"TINY_SLEEP": "0.02"}
+    proc = _run(tmp_path, *args, "--estimate", env=env)
+    per_point = float(re.search(r"; ([0-9.e+-]+) s per point", proc.stdout).group(1))
+    assert "20 of 20 points to compute" in proc.stdout
+    assert "expected wall time with 1 rank(s)" in proc.stdout
+    assert not (tmp_path / "s.h5").exists()  # --estimate writes no surface file
+    proc = _run(tmp_path, *args, env=env)
+    real = float(re.search(r"computed 20 point\(s\) in ([0-9.]+) s", proc.stdout).group(1))
+    assert 0.5 <= 20 * per_point / real <= 2, (per_point, real)
+
+
+@pytest.mark.mpi
+def test_killing_one_rank_ends_the_job_and_a_rerun_completes(tmp_path, checkpoint):
+    args = ["--model", SLOW_MODEL, "--model_file", checkpoint.name, "--x=-1:1:6", "--y=-1:1:5",
+            "--surf_file", "s.h5", "--flush_secs", "0.05"]
+    _copy_checkpoint(tmp_path / "clean", checkpoint)
+    _run(tmp_path / "clean", *args, env={"TINY_SLEEP": "0.002"})
+    cmd = [str(MPIRUN), "-n", "2", sys.executable, str(ROOT / "plot_surface.py"), *BASE, *args]
+    env = {**os.environ, "TINY_SLEEP": "0.01", "TINY_PIDDIR": str(tmp_path)}
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    surf, deadline = tmp_path / "s.h5", time.monotonic() + 90
+    while time.monotonic() < deadline and proc.poll() is None:
+        if (tmp_path / "rank1.pid").exists() and surf.exists():
+            s = h5_util.read_surface_file(str(surf))
+            if "train_loss" in s.arrays and s.done_mask(TRAIN).sum() >= 4:
+                break
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run ended before the kill"
+    os.kill(int((tmp_path / "rank1.pid").read_text()), signal.SIGKILL)
+    killed = time.monotonic()
+    proc.communicate(timeout=60)
+    assert time.monotonic() - killed < 15 and proc.returncode != 0
+    done = h5_util.read_surface_file(str(surf)).done_mask(TRAIN).sum()  # readable, not complete
+    assert 4 <= done < 30
+    proc = _run(tmp_path, *args, env={"TINY_SLEEP": "0.002"})
+    assert f"{done} were already done" in proc.stdout
+    resumed, clean = (h5_util.read_surface_file(str(p / "s.h5")) for p in (tmp_path, tmp_path / "clean"))
+    np.testing.assert_array_equal(resumed.arrays["train_loss"], clean.arrays["train_loss"])
+
+
+@pytest.mark.mpi
+def test_a_rank_stalled_at_start_up_is_reported(tmp_path):
+    proc = run_script("plot_surface.py", "--model", TINY_MODEL, "--dataset",
+                      f"{DATA / 'rank_data.py'}:stalled", "--x=-1:1:3", "--no_progress",
+                      cwd=tmp_path, nproc=2, env={"LANDSCAPE_WAIT_REPORT_SECS": "0.5"})
+    assert proc.returncode == 0, proc.stderr
+    assert re.search(r"waiting \d+ s for rank\(s\) \[1\] \(host\(s\) \S+\) to finish loading the data",
+                     proc.stderr), proc.stderr
