@@ -13,9 +13,13 @@ from torch import nn
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
 TINY_MODEL = f"{DATA / 'tiny_model.py'}:tiny"
+SLOW_MODEL = f"{DATA / 'tiny_model.py'}:slow"
 MPIRUN = Path(sys.executable).parent / "mpirun"
+# common flags of CLI tests: a tiny conv net on the digits data, one thread (reproducible sums)
+BASE = ["--model", TINY_MODEL, "--dataset", "digits", "--no_progress", "--threads", "1"]
 
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(DATA))
 
 
 class SmallConvNet(nn.Module):
@@ -83,3 +87,21 @@ def assert_usage_error(proc: subprocess.CompletedProcess, *fragments: str) -> st
     for fragment in fragments:
         assert fragment in err, (fragment, err)
     return err
+
+
+@pytest.fixture
+def checkpoint(tmp_path: Path) -> Path:
+    """A checkpoint of the tiny model, in the reference's format, in tmp_path."""
+    import tiny_model
+
+    path = tmp_path / "model_10.t7"
+    torch.save({"state_dict": tiny_model.tiny().state_dict(), "epoch": 10, "acc": 50.0}, path)
+    return path
+
+
+def run_cli(cwd: Path, *args: str, script: str = "plot_surface.py", nproc: int = 0,
+            **kw) -> subprocess.CompletedProcess:
+    """Run a CLI with BASE flags and assert it succeeded."""
+    proc = run_script(script, *BASE, *args, cwd=cwd, nproc=nproc, **kw)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc

@@ -14,9 +14,8 @@ import numpy as np
 import pytest
 
 import h5_util
-from conftest import DATA, MPIRUN, ROOT, TINY_MODEL, assert_usage_error, run_script
+from conftest import BASE, DATA, MPIRUN, ROOT, SLOW_MODEL, TINY_MODEL, assert_usage_error, run_cli, run_script
 from h5_util import TRAIN
-from test_plot_surface import BASE, SLOW_MODEL, _run, checkpoint  # noqa: F401 - fixture
 
 GRID = ["--x=-1:1:4", "--y=-1:1:3", "--surf_file", "s.h5"]
 
@@ -26,20 +25,20 @@ def _copy_checkpoint(folder: Path, checkpoint: Path) -> None:
     (folder / checkpoint.name).write_bytes(checkpoint.read_bytes())
 
 
-def test_shards_then_merge_equal_one_run(tmp_path, checkpoint):
+def test_shards_then_merge_equal_onerun_cli(tmp_path, checkpoint):
     args = ["--model_file", checkpoint.name, *GRID]
     _copy_checkpoint(tmp_path / "single", checkpoint)
-    _run(tmp_path / "single", *args)
+    run_cli(tmp_path / "single", *args)
     shards = tmp_path / "shards"
     _copy_checkpoint(shards, checkpoint)
-    proc = _run(shards, *args, "--of", "3", "--merge")  # nothing to merge yet
+    proc = run_cli(shards, *args, "--of", "3", "--merge")  # nothing to merge yet
     assert "missing shard files [0, 1, 2]" in proc.stdout
     for rank in range(3):
-        proc = _run(shards, *args, "--rank", str(rank), "--of", "3")
+        proc = run_cli(shards, *args, "--rank", str(rank), "--of", "3")
         assert f"shard {rank} of 3" in proc.stdout and "computed 4 point(s)" in proc.stdout
-    proc = _run(shards, *args, "--rank", "1", "--of", "3")  # a shard resumes on its own
+    proc = run_cli(shards, *args, "--rank", "1", "--of", "3")  # a shard resumes on its own
     assert "computed 0 point(s)" in proc.stdout
-    proc = _run(shards, *args, "--of", "3", "--merge")
+    proc = run_cli(shards, *args, "--of", "3", "--merge")
     assert "merged 12 point value(s) from 3 of 3 shard files" in proc.stdout
     assert "not complete" not in proc.stdout
     merged = h5_util.read_surface_file(str(shards / "s.h5"))
@@ -51,7 +50,7 @@ def test_shards_then_merge_equal_one_run(tmp_path, checkpoint):
 
 def test_shard_rank_from_a_slurm_job_array(tmp_path, checkpoint):
     env = {"SLURM_ARRAY_TASK_ID": "2", "SLURM_ARRAY_TASK_MIN": "1"}
-    proc = _run(tmp_path, "--model_file", checkpoint.name, *GRID, "--of", "2", env=env)
+    proc = run_cli(tmp_path, "--model_file", checkpoint.name, *GRID, "--of", "2", env=env)
     assert "shard 1 of 2" in proc.stdout and (tmp_path / "s.h5_rank=1_of=2.h5").exists()
 
 
@@ -73,12 +72,12 @@ def test_estimate_is_within_a_factor_of_two_of_the_real_time(tmp_path, checkpoin
     args = ["--model", SLOW_MODEL, "--model_file", checkpoint.name, "--x=-1:1:5", "--y=-1:1:4",
             "--surf_file", "s.h5"]
     env = {"TINY_SLEEP": "0.02"}
-    proc = _run(tmp_path, *args, "--estimate", env=env)
+    proc = run_cli(tmp_path, *args, "--estimate", env=env)
     per_point = float(re.search(r"; ([0-9.e+-]+) s per point", proc.stdout).group(1))
     assert "20 of 20 points to compute" in proc.stdout
     assert "expected wall time with 1 rank(s)" in proc.stdout
     assert not (tmp_path / "s.h5").exists()  # --estimate writes no surface file
-    proc = _run(tmp_path, *args, env=env)
+    proc = run_cli(tmp_path, *args, env=env)
     real = float(re.search(r"computed 20 point\(s\) in ([0-9.]+) s", proc.stdout).group(1))
     assert 0.5 <= 20 * per_point / real <= 2, (per_point, real)
 
@@ -88,7 +87,7 @@ def test_killing_one_rank_ends_the_job_and_a_rerun_completes(tmp_path, checkpoin
     args = ["--model", SLOW_MODEL, "--model_file", checkpoint.name, "--x=-1:1:6", "--y=-1:1:5",
             "--surf_file", "s.h5", "--flush_secs", "0.05"]
     _copy_checkpoint(tmp_path / "clean", checkpoint)
-    _run(tmp_path / "clean", *args, env={"TINY_SLEEP": "0.002"})
+    run_cli(tmp_path / "clean", *args, env={"TINY_SLEEP": "0.002"})
     cmd = [str(MPIRUN), "-n", "2", sys.executable, str(ROOT / "plot_surface.py"), *BASE, *args]
     env = {**os.environ, "TINY_SLEEP": "0.01", "TINY_PIDDIR": str(tmp_path)}
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -106,7 +105,7 @@ def test_killing_one_rank_ends_the_job_and_a_rerun_completes(tmp_path, checkpoin
     assert time.monotonic() - killed < 15 and proc.returncode != 0
     done = h5_util.read_surface_file(str(surf)).done_mask(TRAIN).sum()  # readable, not complete
     assert 4 <= done < 30
-    proc = _run(tmp_path, *args, env={"TINY_SLEEP": "0.002"})
+    proc = run_cli(tmp_path, *args, env={"TINY_SLEEP": "0.002"})
     assert f"{done} were already done" in proc.stdout
     resumed, clean = (h5_util.read_surface_file(str(p / "s.h5")) for p in (tmp_path, tmp_path / "clean"))
     np.testing.assert_array_equal(resumed.arrays["train_loss"], clean.arrays["train_loss"])

@@ -20,34 +20,14 @@ import torch.nn.functional as F
 
 import h5_util
 import plot_surface
-from conftest import DATA, ROOT, TINY_MODEL, assert_usage_error, run_script
+from conftest import BASE, DATA, ROOT, SLOW_MODEL, TINY_MODEL, assert_usage_error, run_cli, run_script
 from h5_util import TRAIN
-
-SLOW_MODEL = f"{DATA / 'tiny_model.py'}:slow"
-BASE = ["--model", TINY_MODEL, "--dataset", "digits", "--no_progress", "--threads", "1"]
-
-
-@pytest.fixture
-def checkpoint(tmp_path: Path) -> Path:
-    """A checkpoint of the tiny model, in the reference's format."""
-    sys.path.insert(0, str(DATA))
-    import tiny_model
-
-    path = tmp_path / "model_10.t7"
-    torch.save({"state_dict": tiny_model.tiny().state_dict(), "epoch": 10, "acc": 50.0}, path)
-    return path
 
 
 def _only_surface(folder: Path) -> h5_util.SurfaceFile:
     files = [p for p in folder.iterdir() if "_[" in p.name and p.suffix == ".h5"]
     assert len(files) == 1, files
     return h5_util.read_surface_file(str(files[0]))
-
-
-def _run(tmp_path, *args, nproc=0, **kw):
-    proc = run_script("plot_surface.py", *BASE, *args, cwd=tmp_path, nproc=nproc, **kw)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return proc
 
 
 # ------------------------------------------------------------------ results
@@ -57,8 +37,8 @@ def test_one_process_and_mpirun_give_identical_arrays(tmp_path, checkpoint):
     (tmp_path / "mpi").mkdir()
     for sub in ("serial", "mpi"):
         (tmp_path / sub / checkpoint.name).write_bytes(checkpoint.read_bytes())
-    _run(tmp_path / "serial", *args)
-    proc = _run(tmp_path / "mpi", *args, nproc=2)
+    run_cli(tmp_path / "serial", *args)
+    proc = run_cli(tmp_path / "mpi", *args, nproc=2)
     assert "2 process(es)" in proc.stdout and "rank 1:" in proc.stdout
     serial, mpi = _only_surface(tmp_path / "serial"), _only_surface(tmp_path / "mpi")
     for key in ("train_loss", "train_acc", "test_loss", "test_acc"):
@@ -69,7 +49,7 @@ def test_one_process_and_mpirun_give_identical_arrays(tmp_path, checkpoint):
 
 def test_non_square_grid_lands_where_it_belongs(tmp_path, checkpoint):
     """Z[iy, ix] equals the loss at (x[ix], y[iy]) computed independently from the files."""
-    _run(tmp_path, "--model_file", checkpoint.name, "--x=-1:1:3", "--y=0:0.5:2")
+    run_cli(tmp_path, "--model_file", checkpoint.name, "--x=-1:1:3", "--y=0:0.5:2")
     surface = _only_surface(tmp_path)
     dirs = h5_util.read_direction_file(str(tmp_path / surface.dir_file)).directions
     import dataloader
@@ -96,7 +76,7 @@ def test_target_direction_interpolates_between_models(tmp_path, checkpoint):
     other = tmp_path / "model_20.t7"
     torch.manual_seed(5)
     torch.save({"state_dict": tiny_model.TinyNet().state_dict()}, other)
-    proc = _run(tmp_path, "--model_file", checkpoint.name, "--model_file2", other.name,
+    proc = run_cli(tmp_path, "--model_file", checkpoint.name, "--model_file2", other.name,
                 "--x=0:1:3", "--dir_type", "states")
     assert "model_10.t7_model_20.t7_states.h5 (created)" in proc.stdout
     surface = _only_surface(tmp_path)
@@ -113,11 +93,11 @@ def test_target_direction_interpolates_between_models(tmp_path, checkpoint):
 
 def test_rerun_resumes_and_adds_test_metrics(tmp_path, checkpoint):
     args = ["--model_file", checkpoint.name, "--x=-1:1:3"]
-    _run(tmp_path, *args)
+    run_cli(tmp_path, *args)
     first = _only_surface(tmp_path)
-    proc = _run(tmp_path, *args)
+    proc = run_cli(tmp_path, *args)
     assert "resuming" in proc.stdout and "computed 0 point(s)" in proc.stdout
-    proc = _run(tmp_path, *args, "--eval_test")
+    proc = run_cli(tmp_path, *args, "--eval_test")
     assert "computed 3 point(s)" in proc.stdout
     second = _only_surface(tmp_path)
     np.testing.assert_array_equal(first.arrays["train_loss"], second.arrays["train_loss"])
@@ -147,7 +127,7 @@ def test_kill_9_then_rerun_gives_the_uninterrupted_result(tmp_path, checkpoint):
     clean.mkdir()
     (clean / checkpoint.name).write_bytes(checkpoint.read_bytes())
     env = {"TINY_SLEEP": "0.002"}
-    _run(clean, *args, env=env)
+    run_cli(clean, *args, env=env)
 
     cmd = [sys.executable, str(ROOT / "plot_surface.py"), *BASE, *args]
     proc = subprocess.Popen(cmd, cwd=tmp_path, env={**os.environ, "TINY_SLEEP": "0.01"},
@@ -174,7 +154,7 @@ def test_kill_9_then_rerun_gives_the_uninterrupted_result(tmp_path, checkpoint):
     done_at_kill = h5_util.read_surface_file(str(tmp_path / "surf.h5")).done_mask(TRAIN).sum()
     assert 4 <= done_at_kill < 20, done_at_kill
     assert len(reads) > 10
-    rerun = _run(tmp_path, *args, env=env)
+    rerun = run_cli(tmp_path, *args, env=env)
     assert f"{done_at_kill} were already done" in rerun.stdout
     resumed, uninterrupted = (h5_util.read_surface_file(str(p / "surf.h5")) for p in (tmp_path, clean))
     for key in ("train_loss", "train_acc"):
@@ -307,12 +287,12 @@ def test_random_init_is_the_same_on_every_rank_and_rerun(tmp_path):
     """Without --model_file the model is built from --seed: all ranks agree, and a rerun with
     another number of processes resumes the same file."""
     args = ["--model", TINY_MODEL.replace(":tiny", ":unseeded"), "--x=-1:1:4", "--surf_file", "s.h5"]
-    proc = _run(tmp_path, *args, nproc=2)
+    proc = run_cli(tmp_path, *args, nproc=2)
     assert "all now use rank 0's" in proc.stdout  # its own randomness: synced from rank 0
     args = ["--model", "resnet20", "--data_split", "40", "--x=-1:1:3", "--surf_file", "r.h5"]
-    proc = _run(tmp_path, *args, nproc=2)
+    proc = run_cli(tmp_path, *args, nproc=2)
     assert "rank 0's" not in proc.stdout and "randomly initialised" in proc.stdout
-    proc = _run(tmp_path, *args)
+    proc = run_cli(tmp_path, *args)
     assert "computed 0 point(s)" in proc.stdout
 
 
