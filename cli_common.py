@@ -24,7 +24,7 @@ from torch import nn
 
 import h5_util
 import net_plotter
-from errors import FileFormatError, ModelError, RangeError, UsageError
+from errors import ArgumentParser, FileFormatError, ModelError, RangeError, UsageError  # noqa: F401 - re-exported
 from evaluation import LOSSES, make_batches
 from mpi_util import World
 from surface import EvalSet
@@ -32,13 +32,6 @@ from surface import EvalSet
 PROJECT_DIR = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_DATAPATH = os.path.join("cifar10", "data")
 TOOLKIT_VERSION = "0.1.0"
-
-
-class ArgumentParser(argparse.ArgumentParser):
-    """argparse whose errors become :class:`UsageError` (one line, exit 2, printed once)."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(f"{message} (see {self.prog} --help)")
 
 
 # --------------------------------------------------------------------------- ranges

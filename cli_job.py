@@ -24,12 +24,13 @@ from torch import nn
 import cli_common as cli
 import h5_util
 import net_plotter
+import surface_stats
 from errors import UsageError
 from grid_runner import GridStats, PointFn, run_grid
 from h5_util import MetricGroup
 from mpi_util import World, abort_on_error
 from scheduler import WorkItem, remaining_points, shard
-from surface import EvalSet, same_model_on_all_ranks, summarize
+from surface import EvalSet, same_model_on_all_ranks
 
 TaskFactory = Callable[[], ContextManager[PointFn]]
 ESTIMATE_POINTS = 3  # timed points of --estimate, after one warm-up point
@@ -303,11 +304,16 @@ def announce(args: argparse.Namespace, world: World, job: Job, *, created: bool,
     print("\n".join(lines), flush=True)
 
 
-def report(job: Job, stats: GridStats, world: World, surf_file: str) -> None:
+def report(job: Job, stats: GridStats, world: World, surf_file: str,
+           groups: Sequence[MetricGroup]) -> None:
     """What a computing run did, where its files are, and a summary of the file it filled."""
     per_point = stats.seconds / stats.computed if stats.computed else float("nan")
     ranks = ", ".join(f"rank {r}: {n}" for r, n in enumerate(stats.per_rank)) if world.size > 1 else ""
     print(f"computed {stats.computed} point(s) in {stats.seconds:.1f} s ({per_point:.3g} s/point"
           f"{'; ' + ranks if ranks else ''}); {stats.already_done} were already done", flush=True)
     print(f"direction file: {job.dir_file}\nsurface file: {surf_file}", flush=True)
-    print(summarize(h5_util.read_surface_file(surf_file)), flush=True)
+    surface = h5_util.read_surface_file(surf_file)
+    print(surface_stats.completion_summary(surface), flush=True)
+    if all(surface.done_mask(g).all() for g in groups):  # the paper-level numbers of a finished grid
+        for name in surface_stats.loss_names(surface):
+            print(surface_stats.format_stats(surface_stats.surface_stats(surface, name)), flush=True)

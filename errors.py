@@ -7,6 +7,7 @@ with code 2 (see :func:`reports_usage_errors`); any other exception is a bug and
 """
 from __future__ import annotations
 
+import argparse
 import functools
 import sys
 from typing import Callable, Sequence
@@ -64,3 +65,10 @@ def reports_usage_errors(prog: str) -> Callable[[MainFn], MainFn]:
         return wrapper
 
     return decorate
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose errors become :class:`UsageError` (one line, exit 2, printed once)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{message} (see {self.prog} --help)")

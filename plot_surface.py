@@ -13,6 +13,7 @@ from typing import Sequence
 
 import cli_common as cli
 import cli_job
+import plotting
 from errors import reports_usage_errors
 from h5_util import TEST, TRAIN
 from surface import surface_task
@@ -36,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--show", action="store_true", help="show the figures after saving them")
     g.add_argument("--log", action="store_true", help="log-scale loss in 1D plots")
     g.add_argument("--plot", action="store_true", help="plot after computing")
+    plotting.add_output_args(parser, show=False)
     cli.add_run_args(parser)
     return parser
 
@@ -54,12 +56,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     groups = [TRAIN, TEST] if args.eval_test else [TRAIN]
     result = cli_job.run_job(args, world, job, groups=groups, task=task, desc="loss surface")
-    if result is not None and world.is_root:
-        stats, surf_file = result
-        cli_job.report(job, stats, world, surf_file)
-        if args.plot:
-            print("--plot: plotting arrives with plot_2D.py / plot_1D.py; the surface file above "
-                  "holds everything they need", flush=True)
+    if not world.is_root:
+        return 0
+    if result is not None:
+        cli_job.report(job, result[0], world, result[1], groups)
+    if args.plot and not args.estimate and (args.of is None or args.merge):  # the whole surface only
+        figures = plotting.plot_surface_figures(
+            job.surf_file, surf_name="train_loss", vmin=args.vmin, vmax=args.vmax, vlevel=args.vlevel,
+            loss_max=args.loss_max, log=args.log, proj_file=args.proj_file, dir_file=job.dir_file,
+            fmt=args.format, dpi=args.dpi, show=args.show)
+        print("figures:\n" + "\n".join(f"  {path}" for path in figures), flush=True)
     return 0
 
 

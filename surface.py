@@ -229,31 +229,3 @@ def _evalset(data: Any, batch_size: int, device: Any, num_classes: int | None,
     return EvalSet(make_batches(inputs, labels, batch_size, device=device, channels_last=channels_last),
                    num_classes)
 
-
-def summarize(surface: h5_util.SurfaceFile) -> str:
-    """A few lines describing a surface file's losses: centre, minimum, maximum, completion."""
-    x, y = surface.xcoordinates, surface.ycoordinates
-    centre = (int(np.abs(x).argmin()),) if y is None else (int(np.abs(y).argmin()), int(np.abs(x).argmin()))
-
-    def where(index: tuple[int, ...]) -> str:
-        return f"x={x[index[-1]]:g}" if y is None else f"(x, y)=({x[index[1]]:g}, {y[index[0]]:g})"
-
-    lines = []
-    for group in GROUPS.values():
-        loss_key, acc_key = group.keys
-        if loss_key not in surface.arrays:
-            continue
-        loss, acc, done = surface.arrays[loss_key], surface.arrays[acc_key], surface.done_mask(group)
-        usable = done & np.isfinite(loss)
-        text = f"{loss_key}: {int(done.sum())}/{done.size} points done"
-        if done[centre]:
-            text += f"; at the centre {where(centre)}: loss {loss[centre]:.4g}, accuracy {acc[centre]:.2f}%"
-        if usable.any():
-            masked = np.where(usable, loss, np.nan)
-            lo = np.unravel_index(np.nanargmin(masked), loss.shape)
-            hi = np.unravel_index(np.nanargmax(masked), loss.shape)
-            text += (f"; min {loss[lo]:.4g} at {where(lo)}; max {loss[hi]:.4g} at {where(hi)}")
-        if (done & ~np.isfinite(loss)).any():
-            text += f"; {int((done & ~np.isfinite(loss)).sum())} NaN/inf point(s)"
-        lines.append(text)
-    return "\n".join(lines) if lines else "no loss values in this file yet"

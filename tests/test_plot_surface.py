@@ -319,3 +319,16 @@ def test_resumes_a_surface_file_written_by_the_reference(tmp_path):
     kept[1, 3] = kept[4, 0] = False
     np.testing.assert_array_equal(after.arrays["train_loss"][kept], before[kept])
     assert after.arrays["train_loss"][1, 3] > 0 and after.done_mask(TRAIN).all()
+
+
+def test_plot_flag_draws_the_figures_and_reports_comparable_numbers(tmp_path, checkpoint):
+    proc = run_cli(tmp_path, "--model_file", checkpoint.name, "--x=-1:1:4", "--y=-1:1:3",
+                   "--surf_file", "s.h5", "--plot", "--format", "png")
+    figures = [line.strip() for line in proc.stdout.split("figures:\n")[1].splitlines()]
+    assert sorted(Path(f).name for f in figures) == sorted(
+        f"s.h5_train_loss_{kind}.png" for kind in ("2dcontour", "2dcontourf", "2dheat", "3dsurface"))
+    assert all(Path(tmp_path, f).stat().st_size > 1000 for f in figures)
+    assert "width under centre + 0.1" in proc.stdout and "quadratic fit" in proc.stdout
+    proc = run_cli(tmp_path, "--model_file", checkpoint.name, "--x=-1:1:5", "--surf_file", "l.h5",
+                   "--plot", "--format", "png")
+    assert "l.h5_1d_loss_acc.png" in proc.stdout and (tmp_path / "l.h5_1d_train_err.png").exists()
