@@ -26,13 +26,13 @@ import h5_util
 import net_plotter
 import surface_stats
 from errors import UsageError
-from grid_runner import GridStats, PointFn, run_grid
+from grid_runner import GridStats, PointsFn, run_grid
 from h5_util import MetricGroup
 from mpi_util import World, abort_on_error
 from scheduler import WorkItem, remaining_points, shard
 from surface import EvalSet, same_model_on_all_ranks
 
-TaskFactory = Callable[[], ContextManager[PointFn]]
+TaskFactory = Callable[[], ContextManager[PointsFn]]
 ESTIMATE_POINTS = 3  # timed points of --estimate, after one warm-up point
 
 
@@ -168,21 +168,22 @@ def run_job(args: argparse.Namespace, world: World, job: Job, *, groups: Sequenc
             if world.is_root:
                 merge_shards(args, job, groups)
         return None
+    chunk = getattr(args, "points_per_forward", 1)
     if args.estimate:
         with abort_on_error(world):
             if world.is_root:
-                with task() as evaluate_point:
-                    estimate(job, groups, evaluate_point, nranks=world.size)
+                with task() as evaluate_points:
+                    estimate(job, groups, evaluate_points, nranks=world.size, chunk=chunk)
         return None
     target, only = job.surf_file, None
     if args.of is not None:
         with world.agreed("setting up the shard file"):
             if world.is_root:
                 target, only = setup_shard(args, world, job, groups)
-    with abort_on_error(world), task() as evaluate_point:
-        stats = run_grid(world=world, surf_file=target, groups=groups, evaluate_point=evaluate_point,
-                         flush_secs=args.flush_secs, progress=not args.no_progress, desc=desc,
-                         only=only)
+    with abort_on_error(world), task() as evaluate_points:
+        stats = run_grid(world=world, surf_file=target, groups=groups, evaluate_points=evaluate_points,
+                         chunk=chunk, flush_secs=args.flush_secs, progress=not args.no_progress,
+                         desc=desc, only=only)
     return stats, target
 
 
@@ -242,8 +243,9 @@ def merge_shards(args: argparse.Namespace, job: Job, groups: Sequence[MetricGrou
               f"them (same command with --rank I) and merge again", flush=True)
 
 
-def estimate(job: Job, groups: Sequence[MetricGroup], evaluate_point: PointFn, *, nranks: int) -> None:
-    """Time one warm-up point and a few more, spread over the remaining grid; print the plan."""
+def estimate(job: Job, groups: Sequence[MetricGroup], evaluate_points: PointsFn, *, nranks: int,
+             chunk: int = 1) -> None:
+    """Time one warm-up chunk and a few more, spread over the remaining grid; print the plan."""
     xcoords, ycoords = job.coordinates()
     total = len(xcoords) * (1 if ycoords is None else len(ycoords))
     if os.path.exists(job.surf_file):
@@ -254,8 +256,8 @@ def estimate(job: Job, groups: Sequence[MetricGroup], evaluate_point: PointFn, *
     if not todo:
         print(f"estimate: all {total} points are done already", flush=True)
         return
-    picks = sorted({int(i) for i in np.linspace(0, len(todo) - 1, min(len(todo), ESTIMATE_POINTS + 1))})
-    seconds = _time_points([todo[i] for i in picks], evaluate_point)
+    starts = sorted({int(i) for i in np.linspace(0, len(todo) - 1, min(len(todo), ESTIMATE_POINTS + 1))})
+    seconds = _time_chunks([todo[i:i + chunk] for i in starts], evaluate_points)
     per_point = float(np.mean(seconds[1:])) if len(seconds) > 1 else seconds[0]
     plan = ", ".join(f"{n}: {_duration(len(todo) * per_point / n)}" for n in (1, 2, 4, 8, 16, 32, 64, 128))
     print(f"estimate: {len(todo)} of {total} points to compute; {per_point:.3g} s per point "
@@ -265,12 +267,13 @@ def estimate(job: Job, groups: Sequence[MetricGroup], evaluate_point: PointFn, *
           f"estimate: by number of ranks: {plan}", flush=True)
 
 
-def _time_points(items: Sequence[WorkItem], evaluate_point: PointFn) -> list[float]:
+def _time_chunks(chunks: Sequence[Sequence[WorkItem]], evaluate_points: PointsFn) -> list[float]:
+    """Seconds per point of each chunk."""
     seconds = []
-    for index, needs in items:
+    for items in chunks:
         start = time.perf_counter()
-        evaluate_point(index, needs, lambda: None)
-        seconds.append(time.perf_counter() - start)
+        evaluate_points(items, lambda: None)
+        seconds.append((time.perf_counter() - start) / len(items))
     return seconds
 
 

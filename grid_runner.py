@@ -18,9 +18,8 @@ from __future__ import annotations
 
 import sys
 import time
-from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 from tqdm import tqdm
@@ -33,6 +32,17 @@ from scheduler import WorkItem, WorkQueue, remaining_points
 Poll = Callable[[], None]
 # (flat index, names of the groups to compute, poll) -> {metric key: value}
 PointFn = Callable[[int, tuple[str, ...], Poll], Mapping[str, float]]
+# several points at once (e.g. one vmapped forward pass for all of them): one result per item
+PointsFn = Callable[[Sequence[WorkItem], Poll], list[Mapping[str, float]]]
+
+
+def per_point(evaluate_point: PointFn) -> PointsFn:
+    """A PointsFn that computes its items one after the other."""
+
+    def evaluate_points(items: Sequence[WorkItem], poll: Poll) -> list[Mapping[str, float]]:
+        return [evaluate_point(index, needs, poll) for index, needs in items]
+
+    return evaluate_points
 
 TAG_REQUEST, TAG_WORK = 11, 12
 
@@ -74,13 +84,14 @@ class ResultWriter:
 
 
 def run_grid(*, world: World, surf_file: str, groups: Sequence[MetricGroup],
-             evaluate_point: PointFn, flush_secs: float = 5.0, progress: bool = True,
-             desc: str = "points", only: np.ndarray | None = None) -> GridStats:
+             evaluate_points: PointsFn, chunk: int = 1, flush_secs: float = 5.0,
+             progress: bool = True, desc: str = "points", only: np.ndarray | None = None) -> GridStats:
     """Compute every point that some group in ``groups`` still lacks, on all ranks.
 
     Every rank calls this together after the surface file exists. Rank 0 reads which points
-    remain (restricted to the flat indices ``only``, e.g. a shard, when given), hands them out,
-    writes all results and returns the statistics; other ranks return empty statistics.
+    remain (restricted to the flat indices ``only``, e.g. a shard, when given), hands them out
+    ``chunk`` at a time, writes all results and returns the statistics; other ranks return
+    empty statistics.
     """
     start = time.monotonic()
     if world.is_root:
@@ -95,9 +106,9 @@ def run_grid(*, world: World, surf_file: str, groups: Sequence[MetricGroup],
                 total, todo = len(allowed), [item for item in todo if item[0] in allowed]
             root = _Root(world, todo, ResultWriter(surf_file, groups, flush_secs),
                          total=total, progress=progress, desc=desc)
-            stats = root.run(evaluate_point)
+            stats = root.run(evaluate_points, chunk)
     else:
-        _run_worker(world, evaluate_point)
+        _run_worker(world, evaluate_points, chunk)
         stats = GridStats()
     stats.seconds = time.monotonic() - start
     return stats
@@ -118,11 +129,11 @@ class _Root:
             from mpi4py import MPI
             self._any_source, self._status = MPI.ANY_SOURCE, MPI.Status()
 
-    def run(self, evaluate_point: PointFn) -> GridStats:
+    def run(self, evaluate_points: PointsFn, chunk: int) -> GridStats:
         try:
-            while items := self.queue.take(1):
-                index, needs = items[0]
-                self._record(0, index, evaluate_point(index, needs, self.poll))
+            while items := self.queue.take(chunk):
+                for (index, _), values in zip(items, evaluate_points(items, self.poll)):
+                    self._record(0, index, values)
                 self.poll()
             while self.active > 0:  # no work left here: serve the others until they finish
                 msg = self.world.comm.recv(source=self._any_source, tag=TAG_REQUEST, status=self._status)
@@ -161,30 +172,20 @@ class _Root:
         self.writer.maybe_flush()
 
 
-def _run_worker(world: World, evaluate_point: PointFn) -> None:
+def _run_worker(world: World, evaluate_points: PointsFn, chunk: int) -> None:
     comm = world.comm
-    queue: deque[WorkItem] = deque()
     results: list[tuple[int, Mapping[str, float]]] = []
-    pending = None
 
-    def ask() -> None:
-        nonlocal pending
-        comm.send((list(results), 1, False), dest=0, tag=TAG_REQUEST)
+    def ask() -> Any:
+        comm.send((list(results), chunk, False), dest=0, tag=TAG_REQUEST)
         results.clear()
-        pending = comm.irecv(source=0, tag=TAG_WORK)
+        return comm.irecv(source=0, tag=TAG_WORK)
 
-    ask()
-    while True:
-        if not queue:
-            work = pending.wait()
-            pending = None
-            if not work:
-                break
-            queue.extend(work)
-        index, needs = queue.popleft()
-        if not queue:
-            ask()  # fetch the next point while this one computes
-        results.append((index, dict(evaluate_point(index, needs, _no_poll))))
+    pending = ask()
+    while work := pending.wait():
+        pending = ask()  # fetch the next chunk while this one computes
+        values = evaluate_points(work, _no_poll)
+        results.extend((index, dict(v)) for (index, _), v in zip(work, values))
     comm.send((results, 0, True), dest=0, tag=TAG_REQUEST)
 
 

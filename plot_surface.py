@@ -52,7 +52,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return surface_task(model=job.model, directions=job.directions.directions,
                             dir_type=args.dir_type, xcoordinates=xcoords, ycoordinates=ycoords,
                             evalsets=job.evalsets, loss_name=args.loss_name,
-                            channels_last=args.channels_last, compile=args.compile)
+                            channels_last=args.channels_last, compile=args.compile, bf16=args.bf16,
+                            points_per_forward=args.points_per_forward)
 
     groups = [TRAIN, TEST] if args.eval_test else [TRAIN]
     result = cli_job.run_job(args, world, job, groups=groups, task=task, desc="loss surface")

@@ -26,12 +26,13 @@ import torch
 from torch import nn
 
 import h5_util
-from evaluation import Batches, evaluate, make_batches, prepare_model
-from grid_runner import GridStats, PointFn, Poll, run_grid
+from errors import UsageError
+from evaluation import Batches, evaluate, evaluate_many, make_batches, prepare_model
+from grid_runner import GridStats, PointFn, PointsFn, Poll, per_point, run_grid
 from h5_util import TEST, TRAIN
 from mpi_util import World
 from net_plotter import PlaneSetter, create_random_direction, direction_seed, tensors_of
-from scheduler import point_coordinates
+from scheduler import WorkItem, point_coordinates
 
 GROUPS = {"train": TRAIN, "test": TEST}
 
@@ -77,7 +78,7 @@ def same_model_on_all_ranks(world: World, model: nn.Module) -> str:
 
 def point_evaluator(model: nn.Module, setter: PlaneSetter, xcoordinates: np.ndarray,
                     ycoordinates: np.ndarray | None, evalsets: Mapping[str, EvalSet], *,
-                    loss_name: str) -> PointFn:
+                    loss_name: str, bf16: bool = False) -> PointFn:
     """The work of one grid point: move the model there, then evaluate each requested split."""
 
     def evaluate_point(index: int, needs: tuple[str, ...], poll: Poll) -> dict[str, float]:
@@ -86,28 +87,74 @@ def point_evaluator(model: nn.Module, setter: PlaneSetter, xcoordinates: np.ndar
         for name in needs:
             data = evalsets[name]
             loss, acc = evaluate(model, data.batches, loss_name=loss_name,
-                                 num_classes=data.num_classes, poll=poll)
+                                 num_classes=data.num_classes, poll=poll, bf16=bf16)
             values[f"{name}_loss"], values[f"{name}_acc"] = loss, acc
         return values
 
     return evaluate_point
 
 
+def vmap_evaluator(model: nn.Module, directions: Sequence[Sequence[Any]], xcoordinates: np.ndarray,
+                   ycoordinates: np.ndarray | None, evalsets: Mapping[str, EvalSet], *,
+                   loss_name: str, bf16: bool = False) -> PointsFn:
+    """Several grid points per forward pass: the parameter sets of all points of a chunk are
+    stacked and the model runs once per batch under ``torch.func.vmap`` (``weights`` directions
+    only: BatchNorm statistics are shared by all points). Weights are formed in float32."""
+    names = [name for name, _ in model.named_parameters()]
+    origin = [p.detach() for p in model.parameters()]
+    dirs = [[torch.as_tensor(np.asarray(d)).to(o) for d, o in zip(direction, origin)]
+            for direction in directions]
+    buffers = dict(model.named_buffers())
+
+    def evaluate_points(items: Sequence[WorkItem], poll: Poll) -> list[dict[str, float]]:
+        coords = torch.tensor([point_coordinates(i, xcoordinates, ycoordinates) for i, _ in items],
+                              dtype=origin[0].dtype, device=origin[0].device)  # (K, ndirections)
+        params = {}
+        for j, (name, o) in enumerate(zip(names, origin)):
+            shape = (-1,) + (1,) * o.dim()
+            params[name] = o.unsqueeze(0) + sum(coords[:, k].view(shape) * d[j].unsqueeze(0)
+                                                for k, d in enumerate(dirs))
+        forward = torch.func.vmap(lambda p, x: torch.func.functional_call(model, (p, buffers), (x,)),
+                                  in_dims=(0, None))
+        values: list[dict[str, float]] = [{} for _ in items]
+        for name in sorted({n for _, needs in items for n in needs}):
+            data = evalsets[name]
+            losses, accs = evaluate_many(lambda x: forward(params, x), data.batches, loss_name=loss_name,
+                                         num_classes=data.num_classes, poll=poll, bf16=bf16)
+            for v, (_, needs), loss, acc in zip(values, items, losses, accs):
+                if name in needs:
+                    v[f"{name}_loss"], v[f"{name}_acc"] = loss, acc
+        return values
+
+    return evaluate_points
+
+
 @contextlib.contextmanager
 def surface_task(*, model: nn.Module, directions: Sequence[Sequence[Any]], dir_type: str,
                  xcoordinates: np.ndarray, ycoordinates: np.ndarray | None,
                  evalsets: Mapping[str, EvalSet], loss_name: str, channels_last: bool = False,
-                 compile: bool = False) -> Iterator[PointFn]:
-    """The per-point function of a loss surface; the model is put back at the centre after.
+                 compile: bool = False, bf16: bool = False,
+                 points_per_forward: int = 1) -> Iterator[PointsFn]:
+    """The work function of a loss surface (for chunks of ``points_per_forward`` points); the
+    model is put back at the centre after.
 
     ``channels_last``/``compile``: see :func:`evaluation.prepare_model` (the evaluation
-    batches must have been made with the same ``channels_last``).
+    batches must have been made with the same ``channels_last``). ``bf16``: bfloat16 autocast.
+    ``points_per_forward`` > 1: :func:`vmap_evaluator` (``weights`` directions only).
     """
     model.eval()
     forward = prepare_model(model, channels_last=channels_last, compile=compile)
+    if points_per_forward > 1:
+        if dir_type != "weights":
+            raise UsageError("--points_per_forward > 1 needs --dir_type weights (BatchNorm statistics "
+                             "cannot differ between the points of one forward pass)")
+        yield vmap_evaluator(model, directions, xcoordinates, ycoordinates, evalsets,
+                             loss_name=loss_name, bf16=bf16)
+        return
     setter = PlaneSetter(model, directions, dir_type=dir_type)
     try:
-        yield point_evaluator(forward, setter, xcoordinates, ycoordinates, evalsets, loss_name=loss_name)
+        yield per_point(point_evaluator(forward, setter, xcoordinates, ycoordinates, evalsets,
+                                        loss_name=loss_name, bf16=bf16))
     finally:
         setter.restore()
 
@@ -118,10 +165,10 @@ def run_surface(*, world: World, surf_file: str, evalsets: Mapping[str, EvalSet]
 
     ``task``: the keyword arguments of :func:`surface_task` other than ``evalsets``.
     """
-    with surface_task(evalsets=evalsets, **task) as evaluate_point:
+    with surface_task(evalsets=evalsets, **task) as evaluate_points:
         return run_grid(world=world, surf_file=surf_file, groups=[GROUPS[name] for name in evalsets],
-                        evaluate_point=evaluate_point, flush_secs=flush_secs, progress=progress,
-                        desc="loss surface")
+                        evaluate_points=evaluate_points, chunk=task.get("points_per_forward", 1),
+                        flush_secs=flush_secs, progress=progress, desc="loss surface")
 
 
 def compute_surface(model: nn.Module, data: Any, *, x: Sequence[float], y: Sequence[float] | None = None,
@@ -131,7 +178,7 @@ def compute_surface(model: nn.Module, data: Any, *, x: Sequence[float], y: Seque
                     batch_size: int = 128, device: str | torch.device | None = None,
                     surf_file: str | None = None, world: World | None = None,
                     progress: bool = False, channels_last: bool = False,
-                    compile: bool = False) -> Surface:
+                    compile: bool = False, bf16: bool = False, points_per_forward: int = 1) -> Surface:
     """Evaluate loss and accuracy of ``model`` on the grid ``x`` (times ``y``) around it.
 
     Args:
@@ -156,6 +203,8 @@ def compute_surface(model: nn.Module, data: Any, *, x: Sequence[float], y: Seque
         progress: show a progress bar.
         channels_last, compile: speed options (NHWC memory format, ``torch.compile``); both
             change results only at float rounding level.
+        bf16: bfloat16 autocast (about 3 significant digits; faster on recent GPUs).
+        points_per_forward: evaluate this many grid points per forward pass (``torch.func.vmap``).
 
     Returns:
         A :class:`Surface` with ``train_loss``, ``train_acc`` (and ``test_*``) arrays. Under
@@ -184,7 +233,7 @@ def compute_surface(model: nn.Module, data: Any, *, x: Sequence[float], y: Seque
         stats = run_surface(world=world, model=model, directions=directions, dir_type=dir_type,
                             surf_file=path, xcoordinates=xs, ycoordinates=ys, evalsets=evalsets,
                             loss_name=loss_name, progress=progress, channels_last=channels_last,
-                            compile=compile)
+                            compile=compile, bf16=bf16, points_per_forward=points_per_forward)
         values = {}
         if world.is_root:
             surface = h5_util.read_surface_file(path)

@@ -31,7 +31,7 @@ import torch  # noqa: E402
 
 import h5_util  # noqa: E402
 from evaluation import make_batches, prepare_model  # noqa: E402
-from grid_runner import run_grid  # noqa: E402
+from grid_runner import per_point, run_grid  # noqa: E402
 from models import create_model  # noqa: E402
 from mpi_util import World  # noqa: E402
 from net_plotter import PlaneSetter, create_random_direction, tensors_of  # noqa: E402
@@ -65,7 +65,7 @@ def interleaved(name: str, data, grid: int, **options) -> tuple[float, float]:
         path = os.path.join(tmp, "surface.h5")
         h5_util.create_surface_file(path, dir_file="", xcoordinates=axis, ycoordinates=axis, attrs={})
         stats = run_grid(world=World(), surf_file=path, groups=[h5_util.TRAIN],
-                         evaluate_point=paired, progress=False)
+                         evaluate_points=per_point(paired), progress=False)
     floor = sum(floor_times)
     return (stats.seconds - floor) / stats.computed, floor / stats.computed
 

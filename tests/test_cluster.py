@@ -119,3 +119,20 @@ def test_a_rank_stalled_at_start_up_is_reported(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert re.search(r"waiting \d+ s for rank\(s\) \[1\] \(host\(s\) \S+\) to finish loading the data",
                      proc.stderr), proc.stderr
+
+
+@pytest.mark.mpi
+def test_chunks_of_points_per_forward_under_mpi(tmp_path, checkpoint):
+    args = ["--model_file", checkpoint.name, "--x=-1:1:5", "--y=-1:1:3", "--eval_test"]
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    for sub in ("a", "b"):
+        (tmp_path / sub / checkpoint.name).write_bytes(checkpoint.read_bytes())
+    run_cli(tmp_path / "a", *args, "--surf_file", "s.h5")
+    proc = run_cli(tmp_path / "b", *args, "--surf_file", "s.h5", "--points_per_forward", "4", nproc=2)
+    assert "computed 15 point(s)" in proc.stdout
+    a, b = (h5_util.read_surface_file(str(tmp_path / s / "s.h5")) for s in ("a", "b"))
+    for key in ("train_loss", "test_loss"):
+        np.testing.assert_allclose(b.arrays[key], a.arrays[key], rtol=1e-5)
+    proc = run_script("plot_surface.py", *BASE, *args, "--dir_type", "states", "--points_per_forward", "2",
+                      cwd=tmp_path / "b")
+    assert_usage_error(proc, "--dir_type weights")

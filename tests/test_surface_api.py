@@ -61,3 +61,14 @@ def test_speed_options_change_results_only_at_rounding_level(small_data):
     plain = compute_surface(make_small_net(), small_data, x=xs, y=xs)
     fast = compute_surface(make_small_net(), small_data, x=xs, y=xs, channels_last=True, compile=True)
     np.testing.assert_allclose(fast.values["train_loss"], plain.values["train_loss"], rtol=1e-4)
+
+
+def test_several_points_per_forward_and_bf16(small_data):
+    xs, ys = np.linspace(-1, 1, 3), np.linspace(-1, 1, 4)
+    plain = compute_surface(make_small_net(), small_data, x=xs, y=ys)
+    vmapped = compute_surface(make_small_net(), small_data, x=xs, y=ys, points_per_forward=5)
+    np.testing.assert_allclose(vmapped.values["train_loss"], plain.values["train_loss"], rtol=1e-5)
+    np.testing.assert_array_equal(vmapped.values["train_acc"], plain.values["train_acc"])
+    half = compute_surface(make_small_net(), small_data, x=xs, y=ys, bf16=True)
+    np.testing.assert_allclose(half.values["train_loss"], plain.values["train_loss"], rtol=3e-2)
+    assert not np.array_equal(half.values["train_loss"], plain.values["train_loss"])
