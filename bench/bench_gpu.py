@@ -46,7 +46,8 @@ def seconds_per_point(name: str, data, device, grid: int, points: int, batch_siz
     batches = make_batches(*data, batch_size, device=device,
                            channels_last=options.get("channels_last", False))
     chunk = options.get("points_per_forward", 1)
-    items = [(k, ("train",)) for k in range(0, grid * grid, 37)]  # spread over the grid
+    spread = np.linspace(0, grid * grid - 1, (points + 1) * chunk).astype(int)  # over the whole grid
+    items = [(int(k), ("train",)) for k in spread]
     with surface_task(model=model, directions=directions, dir_type="weights", xcoordinates=axis,
                       ycoordinates=axis, evalsets={"train": EvalSet(batches, 10)},
                       loss_name="crossentropy", **options) as evaluate_points:
