@@ -50,6 +50,9 @@ __all__ = [
     "read_cifar10_arrays",
     "load_pickled_loader",
     "split_indices",
+    "TrainingData",
+    "load_training_data",
+    "normalize_",
 ]
 
 # Per-channel statistics the reference code normalizes CIFAR-10 with (on the [0, 1] scale).
@@ -913,3 +916,97 @@ def load_eval_data(
     if name == "digits":
         return _load_digits(split, raw_data, data_split, split_idx)
     raise DataError(_unknown_dataset_message(dataset))
+
+
+# --------------------------------------------------------------------------------------------
+# training data: raw images, augmented first and normalized afterwards
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class TrainingData:
+    """Training inputs before normalization, with the constants that normalize them.
+
+    The reference's training transforms pad, crop and flip the raw image and normalize
+    afterwards, so the padding is black (0) in raw space. Training code augments batches of
+    ``x`` and then calls :func:`normalize_`, which gives bit for bit what :func:`load_eval_data`
+    returns for the same (unaugmented) images.
+
+    Attributes:
+        x: Raw inputs ``(N, C, H, W)`` (``(N, ...)`` for custom datasets), float32: in [0, 1]
+            for cifar10 and digits, as returned by the dataset for custom ones.
+        y: Class labels ``(N,)``, int64.
+        mean: Per-channel mean, float32 ``(C,)``, or None when nothing is normalized
+            (``raw_data``, custom datasets).
+        std: Per-channel standard deviation, float32 ``(C,)``, or None with ``mean``.
+        num_classes: Number of classes.
+        description: One line for logs.
+    """
+
+    x: torch.Tensor
+    y: torch.Tensor
+    mean: torch.Tensor | None
+    std: torch.Tensor | None
+    num_classes: int
+    description: str
+
+    def __len__(self) -> int:
+        return int(self.y.shape[0])
+
+
+def normalize_(x: torch.Tensor, mean: torch.Tensor | None, std: torch.Tensor | None) -> torch.Tensor:
+    """Normalize a batch ``(B, C, H, W)`` in place, per channel: ``(x - mean) / std``.
+
+    The same float32 operations, in the same order, as :func:`load_eval_data` uses, so the
+    results are identical. ``mean`` None leaves ``x`` unchanged.
+
+    Returns:
+        ``x`` itself.
+    """
+    if mean is None or std is None:
+        return x
+    shape = (1, -1) + (1,) * (x.dim() - 2)
+    return x.sub_(mean.to(x.device).view(shape)).div_(std.to(x.device).view(shape))
+
+
+def load_training_data(
+    dataset: str,
+    *,
+    datapath: str = "cifar10/data",
+    raw_data: bool = False,
+    download: bool = True,
+) -> TrainingData:
+    """Load the training split unnormalized, plus the constants to normalize it after augmentation.
+
+    Args:
+        dataset: As :func:`load_eval_data`: ``"cifar10"``, ``"digits"`` or a custom spec.
+        datapath: CIFAR-10 folder, as :func:`load_eval_data`.
+        raw_data: Never normalize (``mean``/``std`` None), like ``load_eval_data(raw_data=True)``.
+        download: CIFAR-10 only: try one torchvision download when the files are missing.
+
+    Returns:
+        :class:`TrainingData`. Its constants are CIFAR-10's fixed ones for cifar10, the
+        statistics of the digits train split for digits (what :func:`load_eval_data` uses for
+        both digits splits), and None for custom datasets, which are never normalized here.
+
+    Raises:
+        DataError: As :func:`load_eval_data`.
+    """
+    data = load_eval_data(dataset, split="train", datapath=datapath, raw_data=True, download=download)
+    mean = std = None
+    name = dataset.strip().lower()
+    if not raw_data and name == "cifar10":
+        mean = torch.tensor(CIFAR10_MEAN, dtype=torch.float32)
+        std = torch.tensor(CIFAR10_STD, dtype=torch.float32)
+    elif not raw_data and name == "digits":
+        # the digits train split's own statistics, computed in float64 as _load_digits does
+        wide = data.x.double()
+        mean = wide.mean(dim=(0, 2, 3)).float()
+        std = wide.std(dim=(0, 2, 3), correction=0).float()
+    if mean is None:
+        description = data.description
+    else:
+        values = ", ".join(f"{m:.4f}/{s:.4f}" for m, s in zip(mean.tolist(), std.tolist()))
+        description = f"{data.description}, normalized after augmentation (mean/std per channel {values})"
+    return TrainingData(x=data.x, y=data.y, mean=mean, std=std, num_classes=data.num_classes,
+                        description=description)

@@ -11,10 +11,12 @@ from setuptools import setup
 VERSION = re.search(r'TOOLKIT_VERSION = "([^"]+)"', (Path(__file__).parent / "cli_common.py").read_text()).group(1)
 
 MODULES = [
-    "cli_common", "dataloader", "errors", "evaluation", "grid_runner", "h5_util", "model_loader",
-    "mpi_util", "net_plotter", "plot_surface", "scheduler", "surface",
+    "cli_common", "cli_job", "dataloader", "errors", "evaluation", "grid_runner", "h52vtp",
+    "h5_util", "hessian", "mesh_export", "model_loader", "mpi_util", "net_plotter", "plot_1D",
+    "plot_2D", "plot_hessian_eigen", "plot_surface", "plot_trajectory", "plotting", "projection",
+    "scheduler", "surface", "surface_stats", "training",
 ]
-SCRIPTS = ["plot_surface"]
+SCRIPTS = ["h52vtp", "plot_1D", "plot_2D", "plot_hessian_eigen", "plot_surface", "plot_trajectory"]
 
 setup(
     name="loss-landscape-toolkit",
