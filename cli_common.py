@@ -83,7 +83,7 @@ def _choices_with_empty(values: Sequence[str]) -> list[str]:
     return list(values) + [""]  # '' is the reference's spelling of "none"
 
 
-def add_parallel_args(parser: argparse.ArgumentParser) -> None:
+def add_parallel_args(parser: argparse.ArgumentParser, *, speed: bool = True) -> None:
     g = parser.add_argument_group("parallel and devices")
     g.add_argument("--mpi", "-m", action="store_true",
                    help="use MPI (detected automatically under mpirun/mpiexec/srun)")
@@ -95,6 +95,8 @@ def add_parallel_args(parser: argparse.ArgumentParser) -> None:
                    help="if > 1, wrap the model in DataParallel over all visible GPUs")
     g.add_argument("--threads", type=int, default=None,
                    help="CPU threads per process for torch (default: torch's own choice)")
+    if not speed:
+        return
     g.add_argument("--channels_last", action="store_true",
                    help="NHWC memory format for model and data (faster convolutions on many CPUs/GPUs)")
     g.add_argument("--compile", action="store_true",
@@ -105,7 +107,7 @@ def add_parallel_args(parser: argparse.ArgumentParser) -> None:
                    help="grid points evaluated together in one vmapped forward pass (weights directions)")
 
 
-def add_data_args(parser: argparse.ArgumentParser) -> None:
+def add_data_args(parser: argparse.ArgumentParser, *, test: bool = True) -> None:
     g = parser.add_argument_group("data")
     g.add_argument("--batch_size", type=int, default=128, help="evaluation batch size")
     g.add_argument("--dataset", default="cifar10",
@@ -118,8 +120,9 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--split_idx", type=int, default=0, help="which part (0-based) with --data_split")
     g.add_argument("--trainloader", default="", help="pickled DataLoader for training data (trusted files only)")
     g.add_argument("--testloader", default="", help="pickled DataLoader for test data (trusted files only)")
-    g.add_argument("--eval_test", action="store_true",
-                   help="also compute test_loss/test_acc on the test set in the same run")
+    if test:
+        g.add_argument("--eval_test", action="store_true",
+                       help="also compute test_loss/test_acc on the test set in the same run")
 
 
 def add_model_args(parser: argparse.ArgumentParser) -> None:
@@ -193,7 +196,7 @@ def configure_torch(args: argparse.Namespace, world: World) -> torch.device:
         if args.threads < 1:
             raise UsageError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
-    if args.points_per_forward < 1:
+    if getattr(args, "points_per_forward", 1) < 1:
         raise UsageError(f"--points_per_forward must be >= 1, got {args.points_per_forward}")
     spec = args.device or ("cuda" if args.cuda else "cpu")
     try:
@@ -245,7 +248,7 @@ def load_evalsets(args: argparse.Namespace, *, device: torch.device,
         datapath = os.path.join(PROJECT_DIR, DEFAULT_DATAPATH)
     common = dict(datapath=datapath, raw_data=args.raw_data, download=download)
     out = {}
-    for split in ["train", "test"] if args.eval_test else ["train"]:
+    for split in ["train", "test"] if getattr(args, "eval_test", False) else ["train"]:
         pickled = args.trainloader if split == "train" else args.testloader
         if args.trainloader and args.testloader:
             data = dataloader.load_pickled_loader(pickled)
@@ -255,7 +258,7 @@ def load_evalsets(args: argparse.Namespace, *, device: torch.device,
         else:
             data = dataloader.load_eval_data(args.dataset, split="test", **common)
         batches = make_batches(data.x, data.y, args.batch_size, device=device,
-                               channels_last=args.channels_last)
+                               channels_last=getattr(args, "channels_last", False))
         out[split] = EvalSet(batches, data.num_classes, data.description)
     return out
 

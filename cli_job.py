@@ -155,7 +155,7 @@ def check_resumable(args: argparse.Namespace, job: Job, surface: h5_util.Surface
     cli.check_resumable(surface, xcoordinates=xcoords, ycoordinates=ycoords, dir_file=job.dir_file,
                         dir_fingerprint=job.directions.fingerprint,
                         model_fingerprint=job.model_fingerprint,
-                        settings={k: getattr(args, k) for k in cli.RESUME_KEYS})
+                        settings={k: getattr(args, k) for k in cli.RESUME_KEYS if hasattr(args, k)})
 
 
 # --------------------------------------------------------------------------- run modes

@@ -65,7 +65,7 @@ class MetricGroup:
 
 TRAIN = MetricGroup("train", ("train_loss", "train_acc"), (-1.0, -1.0))
 TEST = MetricGroup("test", ("test_loss", "test_acc"), (-1.0, -1.0))
-EIG = MetricGroup("eig", ("max_eig", "min_eig"), (-1.0, 1.0))
+EIG = MetricGroup("eig", ("max_eig", "min_eig", "eig_hvps"), (-1.0, 1.0, -1.0))
 
 
 # --------------------------------------------------------------------------- opening
@@ -324,6 +324,36 @@ def read_surface_file(path: str) -> SurfaceFile:
             else:
                 arrays[key] = data.astype(np.float64)
         return SurfaceFile(path, dir_file, x, y, arrays, done, _read_attrs(f), shard_points)
+
+
+def write_surface_group(path: str, name: str, arrays: Mapping[str, np.ndarray],
+                        attrs: Mapping[str, Any]) -> None:
+    """Atomically (re)write the group ``name`` of a surface file: results that are not grid
+    arrays (e.g. the Hessian spectrum at the centre), kept apart from the grid arrays."""
+    tmp = path + ".tmp"
+    shutil.copyfile(path, tmp)
+    try:
+        with _open(tmp, "r+") as f:
+            if name in f:
+                del f[name]
+            group = f.create_group(name)
+            for key, value in arrays.items():
+                group.create_dataset(key, data=np.asarray(value))
+            _write_attrs(group, attrs)
+        _fsync(tmp)
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+def read_surface_group(path: str, name: str) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None:
+    """Arrays and attributes of the group ``name`` of a surface file, or None if absent."""
+    with _open(path, what="surface file") as f:
+        if name not in f or not isinstance(f[name], h5py.Group):
+            return None
+        group = f[name]
+        return {k: v[()] for k, v in group.items() if isinstance(v, h5py.Dataset)}, _read_attrs(group)
 
 
 @contextlib.contextmanager

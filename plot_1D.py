@@ -22,7 +22,7 @@ PROG = "plot_1D.py"
 
 def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--surf_file", "-f", nargs="+", default=[],
                         help="1D surface file; several files are overlaid on one figure")
     parser.add_argument("--log", action="store_true", help="logarithmic loss axis")
@@ -38,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     g = parser.add_argument_group("comparable numbers")
     g.add_argument("--save_stats", action="store_true",
                    help="store the printed numbers as attributes stats_<array> in the surface file")
+    parser.add_argument("--eig", action="store_true",
+                        help="plot the Hessian eigenvalue ratios of the file (from plot_hessian_eigen.py) "
+                             "instead of the loss, and the spectral density at the centre if stored")
     plotting.add_output_args(parser)
     return parser
 
@@ -60,6 +63,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.surf_file:
         raise UsageError("no surface file: pass -f FILE (or --prefix for the repeat plot)")
     surf_file = args.surf_file[0]
+    if args.eig:
+        figure_output = dict(fmt=args.format, dpi=args.dpi, show=args.show)
+        for path in plotting.plot_eig_ratio(surf_file, **figure_output) + plotting.plot_hessian_centre(
+                surf_file, **figure_output):
+            print(path)
+        return 0
     for path in plotting.plot_1d_loss_err(surf_file, **output):
         print(path)
     print(surface_stats.summarize_file(surf_file, save=args.save_stats))

@@ -24,7 +24,7 @@ PROG = "plot_2D.py"
 
 def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--surf_file", "-f", default="", help="2D surface file")
     parser.add_argument("--dir_file", default="", help="direction file (PC variance of PCA directions)")
     parser.add_argument("--proj_file", default="", help="projection file of a trajectory (plot_trajectory.py)")
@@ -42,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="store the printed numbers as attributes stats_<array> in the surface file")
     g.add_argument("--level", type=float, default=None,
                    help="level of the 'fraction of the grid under' number (default: centre + 0.1)")
+    parser.add_argument("--eig", action="store_true",
+                        help="plot the Hessian eigenvalue ratios of the file (from plot_hessian_eigen.py) "
+                             "instead of the loss, and the spectral density at the centre if stored")
     plotting.add_output_args(parser)
     return parser
 
@@ -62,6 +65,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UsageError("nothing to plot: pass a surface file with -f (and/or --proj_file for a trajectory)")
     if args.dir_file or args.decay_epochs:
         raise UsageError("--dir_file and --decay_epochs belong to trajectory plots; add --proj_file")
+    if args.eig:
+        for path in plotting.plot_eig_ratio(args.surf_file, **output) + plotting.plot_hessian_centre(
+                args.surf_file, **output):
+            print(path)
+        return 0
     for path in plotting.plot_2d_contour(args.surf_file, log=args.log, **levels, **output):
         print(path)
     print(surface_stats.summarize_file(args.surf_file, save=args.save_stats, level=args.level))

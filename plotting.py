@@ -644,7 +644,7 @@ def plot_eig_ratio(surf_file: str, *, fmt: str = "pdf", dpi: int = DPI, show: bo
     """
     _check_output(fmt, dpi)
     surface = _read_surface(surf_file)
-    missing = [k for k in h5_util.EIG.keys if k not in surface.arrays]
+    missing = [k for k in ("max_eig", "min_eig") if k not in surface.arrays]
     if missing:
         raise UsageError(f"{surf_file} has no {' or '.join(missing)} (computed by plot_hessian_eigen.py); "
                          f"it has: {', '.join(surface_stats.available_metrics(surface)) or 'no arrays'}")
@@ -675,6 +675,35 @@ def plot_eig_ratio(surf_file: str, *, fmt: str = "pdf", dpi: int = DPI, show: bo
                 name = f"{surf_file}_1d_eig_{tag}"
             paths.append(_save(fig, name, fmt=fmt, dpi=dpi))
     return paths
+
+
+def plot_hessian_centre(surf_file: str, *, fmt: str = "pdf", dpi: int = DPI, show: bool = False) -> list[str]:
+    """The spectral density of the Hessian at the centre (stochastic Lanczos quadrature, log
+    scale) with the top-k eigenvalues marked and the trace estimate in the title, from the
+    ``hessian_centre`` group written by plot_hessian_eigen.py. Saved as
+    ``{surf_file}_hessian_density``; nothing (an empty list) if the file has no such results.
+    """
+    _check_output(fmt, dpi)
+    _read_surface(surf_file)  # a clear message for a wrong file
+    found = h5_util.read_surface_group(surf_file, "hessian_centre")
+    if found is None or not ({"density", "top_eigenvalues"} & set(found[0])):
+        return []
+    arrays, attrs = found
+    with _figures(show) as figs:
+        fig = figs.new()
+        ax = fig.add_subplot()
+        marks = arrays.get("top_eigenvalues", np.array([]))
+        if "density" in arrays:  # smoothed when computed (hessian.SpectralDensity.density)
+            ax.semilogy(arrays["density_grid"], np.maximum(arrays["density"], 1e-12), "b-", linewidth=1,
+                        label="spectral density (SLQ)")
+            ax.set_ylabel("density")
+        for k, value in enumerate(marks):
+            ax.axvline(value, color="r", linestyle="--", linewidth=0.8, label="top-k eigenvalues" if k == 0 else None)
+        ax.set_xlabel("eigenvalue of the Hessian (mean loss)")
+        if "trace" in attrs:
+            ax.set_title(f"trace {attrs['trace']:.4g} ± {attrs['trace_stderr']:.2g}")
+        ax.legend(loc="upper right")
+        return [_save(fig, f"{surf_file}_hessian_density", fmt=fmt, dpi=dpi)]
 
 
 # --------------------------------------------------------------------------- after a run

@@ -12,9 +12,9 @@ VERSION = re.search(r'TOOLKIT_VERSION = "([^"]+)"', (Path(__file__).parent / "cl
 
 MODULES = [
     "cli_common", "cli_job", "dataloader", "errors", "evaluation", "grid_runner", "h52vtp",
-    "h5_util", "hessian", "mesh_export", "model_loader", "mpi_util", "net_plotter", "plot_1D",
-    "plot_2D", "plot_hessian_eigen", "plot_surface", "plot_trajectory", "plotting", "projection",
-    "scheduler", "surface", "surface_stats", "training",
+    "h5_util", "hessian", "hessian_maps", "mesh_export", "model_loader", "mpi_util",
+    "net_plotter", "plot_1D", "plot_2D", "plot_hessian_eigen", "plot_surface", "plot_trajectory",
+    "plotting", "projection", "scheduler", "surface", "surface_stats", "training",
 ]
 SCRIPTS = ["h52vtp", "plot_1D", "plot_2D", "plot_hessian_eigen", "plot_surface", "plot_trajectory"]
 

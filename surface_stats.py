@@ -141,6 +141,16 @@ def completion_summary(surface: h5_util.SurfaceFile) -> str:
         if nonfinite:
             text += f"; {nonfinite} NaN/inf point(s)"
         lines.append(text)
+    if "max_eig" in surface.arrays:
+        done = surface.done_mask(h5_util.EIG)
+        text = f"max_eig/min_eig: {int(done.sum())}/{done.size} points done"
+        if done[centre]:
+            hi, lo = surface.arrays["max_eig"][centre], surface.arrays["min_eig"][centre]
+            text += (f"; at the centre {where(centre)}: max_eig {hi:.4g}, min_eig {lo:.4g}, "
+                     f"|min/max| {abs(lo / hi) if hi else float('nan'):.3g}")
+        if "eig_hvps" in surface.arrays and done.any():
+            text += f"; {surface.arrays['eig_hvps'][done].mean():.1f} HVPs per point on average"
+        lines.append(text)
     return "\n".join(lines) if lines else "no loss values in this file yet"
 
 
