@@ -190,7 +190,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--part", choices=("all", "speed", "eigen"), default="all")
     parser.add_argument("--speed_images", type=int, default=256)
-    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--model", default="small_cnn", help="small_cnn or a zoo name")
     parser.add_argument("--images", type=int, default=256, help="digits images for part 2")
     parser.add_argument("--epochs", type=int, default=30)

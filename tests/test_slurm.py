@@ -79,3 +79,19 @@ def test_array_template_then_merge_equals_one_process(tmp_path, one_process):
     assert "merged 12 point value(s) from 3 of 3 shard files" in logs, logs
     for key, values in expected.items():
         np.testing.assert_array_equal(_arrays(job / "s.h5")[key], values)
+
+
+def test_hessian_template_equals_one_process(tmp_path, checkpoint):
+    # the same seeded start at every point, so the values do not depend on which rank took which
+    args = ["--model_file", str(checkpoint), "--x=-1:1:3", "--surf_file", "s.h5", "--data_split", "48",
+            "--no_warm_start"]
+    single, job = tmp_path / "single", tmp_path / "job"
+    single.mkdir()
+    job.mkdir()
+    run_cli(single, *args, script="plot_hessian_eigen.py")
+    log = _sbatch(job, "plot_hessian_eigen.sbatch", *BASE, *args,
+                  options=["--nodes=1", "--ntasks=2", "--ntasks-per-node=2", "--cpus-per-task=1"])
+    assert "2 process(es)" in log and "max_eig/min_eig: 3/3 points done" in log, log
+    expected = _arrays(single / "s.h5")
+    for key in ("max_eig", "min_eig"):
+        np.testing.assert_array_equal(_arrays(job / "s.h5")[key], expected[key])
