@@ -38,9 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     g = parser.add_argument_group("comparable numbers")
     g.add_argument("--save_stats", action="store_true",
                    help="store the printed numbers as attributes stats_<array> in the surface file")
-    parser.add_argument("--eig", action="store_true",
-                        help="plot the Hessian eigenvalue ratios of the file (from plot_hessian_eigen.py) "
-                             "instead of the loss, and the spectral density at the centre if stored")
+    plotting.add_eig_arg(parser)
     plotting.add_output_args(parser)
     return parser
 
@@ -64,9 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UsageError("no surface file: pass -f FILE (or --prefix for the repeat plot)")
     surf_file = args.surf_file[0]
     if args.eig:
-        figure_output = dict(fmt=args.format, dpi=args.dpi, show=args.show)
-        for path in plotting.plot_eig_ratio(surf_file, **figure_output) + plotting.plot_hessian_centre(
-                surf_file, **figure_output):
+        for path in plotting.plot_hessian_figures(surf_file, fmt=args.format, dpi=args.dpi, show=args.show):
             print(path)
         return 0
     for path in plotting.plot_1d_loss_err(surf_file, **output):

@@ -42,9 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="store the printed numbers as attributes stats_<array> in the surface file")
     g.add_argument("--level", type=float, default=None,
                    help="level of the 'fraction of the grid under' number (default: centre + 0.1)")
-    parser.add_argument("--eig", action="store_true",
-                        help="plot the Hessian eigenvalue ratios of the file (from plot_hessian_eigen.py) "
-                             "instead of the loss, and the spectral density at the centre if stored")
+    plotting.add_eig_arg(parser)
     plotting.add_output_args(parser)
     return parser
 
@@ -66,8 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.dir_file or args.decay_epochs:
         raise UsageError("--dir_file and --decay_epochs belong to trajectory plots; add --proj_file")
     if args.eig:
-        for path in plotting.plot_eig_ratio(args.surf_file, **output) + plotting.plot_hessian_centre(
-                args.surf_file, **output):
+        for path in plotting.plot_hessian_figures(args.surf_file, **output):
             print(path)
         return 0
     for path in plotting.plot_2d_contour(args.surf_file, log=args.log, **levels, **output):

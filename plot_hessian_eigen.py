@@ -118,8 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         hessian_maps.write_centre_extras(job.surf_file, arrays, attrs)
         print(hessian_maps.format_centre_extras(arrays, attrs), flush=True)
     if args.plot and whole:
-        figures = plotting.plot_eig_ratio(job.surf_file, fmt=args.format, dpi=args.dpi, show=args.show)
-        figures += plotting.plot_hessian_centre(job.surf_file, fmt=args.format, dpi=args.dpi, show=args.show)
+        figures = plotting.plot_hessian_figures(job.surf_file, fmt=args.format, dpi=args.dpi, show=args.show)
         print("figures:\n" + "\n".join(f"  {path}" for path in figures), flush=True)
     return 0
 

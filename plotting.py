@@ -51,6 +51,13 @@ def add_output_args(parser: argparse.ArgumentParser, *, show: bool = True) -> No
                        help="also show the figures on screen (needs a display; otherwise a warning)")
 
 
+def add_eig_arg(parser: argparse.ArgumentParser) -> None:
+    """``--eig``: the re-plot path of plot_hessian_eigen.py's results, in plot_1D/plot_2D."""
+    parser.add_argument("--eig", action="store_true",
+                        help="plot the Hessian eigenvalue ratios of the file (from plot_hessian_eigen.py) "
+                             "instead of the loss, and the spectral density at the centre if stored")
+
+
 # --------------------------------------------------------------------------- figures
 class _Figures:
     """The figures of one call: plain Figures, or pyplot ones shown at the end with ``show``."""
@@ -704,6 +711,13 @@ def plot_hessian_centre(surf_file: str, *, fmt: str = "pdf", dpi: int = DPI, sho
             ax.set_title(f"trace {attrs['trace']:.4g} ± {attrs['trace_stderr']:.2g}")
         ax.legend(loc="upper right")
         return [_save(fig, f"{surf_file}_hessian_density", fmt=fmt, dpi=dpi)]
+
+
+def plot_hessian_figures(surf_file: str, *, fmt: str = "pdf", dpi: int = DPI, show: bool = False) -> list[str]:
+    """Every figure of plot_hessian_eigen.py's results: :func:`plot_eig_ratio` and
+    :func:`plot_hessian_centre`."""
+    return (plot_eig_ratio(surf_file, fmt=fmt, dpi=dpi, show=show)
+            + plot_hessian_centre(surf_file, fmt=fmt, dpi=dpi, show=show))
 
 
 # --------------------------------------------------------------------------- after a run

@@ -75,6 +75,10 @@ def test_eigenvalues_match_a_dense_hessian_and_mpi_equals_one_process(tmp_path, 
         hi, lo = _dense_extremes(checkpoint, tmp_path / one.dir_file, (one.xcoordinates[ix], one.ycoordinates[iy]))
         assert one.arrays["max_eig"][iy, ix] == pytest.approx(hi, rel=1e-3)
         assert one.arrays["min_eig"][iy, ix] == pytest.approx(lo, abs=1e-3 * abs(hi))
+    proc = run_script("plot_2D.py", "-f", "s.h5", "--eig", "--format", "png", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    for suffix in ("_min_eig_max_eig_abs_ratio_heat_sns.png", "_min_eig_max_eig_ratio_heat_sns.png"):
+        assert (tmp_path / f"s.h5{suffix}").stat().st_size > 1000
 
 
 def test_centre_extras_figures_and_replot(tmp_path, checkpoint):
