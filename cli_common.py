@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import hashlib
 import json
 import math
 import os
@@ -79,7 +78,7 @@ def parse_range(text: str | None, flag: str) -> GridRange:
 
 
 # --------------------------------------------------------------------------- flags
-def _choices_with_empty(values: Sequence[str]) -> list[str]:
+def choices_with_empty(values: Sequence[str]) -> list[str]:
     return list(values) + [""]  # '' is the reference's spelling of "none"
 
 
@@ -143,7 +142,7 @@ def add_direction_args(parser: argparse.ArgumentParser, *, same_dir: bool = True
                    help="weights: parameters only; states: state_dict incl. BatchNorm statistics")
     g.add_argument("--x", default="-1:1:51", help="xmin:xmax:xnum (write --x=-1:1:51)")
     g.add_argument("--y", default=None, help="ymin:ymax:ynum; gives a 2D surface")
-    norms, ignores = _choices_with_empty(net_plotter.NORMS), _choices_with_empty(net_plotter.IGNORES)
+    norms, ignores = choices_with_empty(net_plotter.NORMS), choices_with_empty(net_plotter.IGNORES)
     g.add_argument("--xnorm", default="filter", choices=norms, help="normalization of x (default filter)")
     g.add_argument("--ynorm", default="filter", choices=norms, help="normalization of y (default filter)")
     g.add_argument("--xignore", default="biasbn", choices=ignores,
@@ -388,9 +387,3 @@ def check_resumable(surface: h5_util.SurfaceFile, *, xcoordinates: np.ndarray,
 # settings that change the numbers in a surface file: a resume must not mix them
 RESUME_KEYS = ("dataset", "raw_data", "data_split", "split_idx", "loss_name", "dir_type",
                "trainloader", "testloader", "bf16")
-
-
-def print_once(world: World, *lines: str) -> None:
-    if world.is_root:
-        for line in lines:
-            print(line, flush=True)

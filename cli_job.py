@@ -199,7 +199,7 @@ def setup_shard(args: argparse.Namespace, world: World, job: Job,
     path = shard_file_name(job.surf_file, args.rank, args.of)
     if not os.path.exists(path):
         main = h5_util.read_surface_file(job.surf_file)
-        todo = remaining_points({g.name: main.done_mask(g) for g in groups})
+        todo = remaining_points(main.done_masks(groups))
         points = np.array([k for k, _ in shard(todo, args.rank, args.of)], dtype=np.int64)
         with contextlib.suppress(h5_util.AlreadyExists):
             create_surface_like(args, world, job, path, shard_points=points,
@@ -250,7 +250,7 @@ def estimate(job: Job, groups: Sequence[MetricGroup], evaluate_points: PointsFn,
     total = len(xcoords) * (1 if ycoords is None else len(ycoords))
     if os.path.exists(job.surf_file):
         surface = h5_util.read_surface_file(job.surf_file)
-        todo = remaining_points({g.name: surface.done_mask(g) for g in groups})
+        todo = remaining_points(surface.done_masks(groups))
     else:
         todo = [(k, tuple(g.name for g in groups)) for k in range(total)]
     if not todo:

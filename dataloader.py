@@ -472,16 +472,15 @@ def _uint8_hwc_to_float(
     out = torch.empty((n, c, h, w), dtype=torch.float32)
     mean_t = std_t = None
     if mean is not None and std is not None:
-        mean_t = torch.tensor(mean, dtype=torch.float32).view(1, c, 1, 1)
-        std_t = torch.tensor(std, dtype=torch.float32).view(1, c, 1, 1)
+        mean_t = torch.tensor(mean, dtype=torch.float32)
+        std_t = torch.tensor(std, dtype=torch.float32)
     for start in range(0, n, chunk):
         stop = min(start + chunk, n)
         block = images[start:stop] if indices is None else images[indices[start:stop]]
         dst = out[start:stop]
         dst.copy_(torch.from_numpy(block).permute(0, 3, 1, 2))
         dst.div_(255)
-        if mean_t is not None:
-            dst.sub_(mean_t).div_(std_t)
+        normalize_(dst, mean_t, std_t)
     return out
 
 
@@ -550,6 +549,16 @@ def _digits_parts(n: int) -> tuple[np.ndarray, np.ndarray]:
     return np.sort(perm[_DIGITS_TEST_SIZE:]), np.sort(perm[:_DIGITS_TEST_SIZE])
 
 
+@functools.lru_cache(maxsize=1)
+def _digits_stats() -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and std (float32, computed in float64) of the digits train split, the
+    normalization of both its evaluation and its training data."""
+    images, labels = _digits_base()
+    train_idx, _ = _digits_parts(len(labels))
+    train = torch.from_numpy(images[train_idx]).unsqueeze(1).expand(-1, 3, -1, -1).double()
+    return train.mean(dim=(0, 2, 3)).float(), train.std(dim=(0, 2, 3), correction=0).float()
+
+
 def _load_digits(split: str, raw_data: bool, data_split: int, split_idx: int) -> EvalData:
     images, labels = _digits_base()
     train_idx, test_idx = _digits_parts(len(labels))
@@ -561,10 +570,8 @@ def _load_digits(split: str, raw_data: bool, data_split: int, split_idx: int) ->
     if raw_data:
         scale = "raw [0, 1]"
     else:
-        train = torch.from_numpy(images[train_idx]).unsqueeze(1).expand(-1, 3, -1, -1).double()
-        mean = train.mean(dim=(0, 2, 3))
-        std = train.std(dim=(0, 2, 3), correction=0)
-        x.sub_(mean.float().view(1, 3, 1, 1)).div_(std.float().view(1, 3, 1, 1))
+        mean, std = _digits_stats()
+        normalize_(x, mean, std)
         scale = f"normalized with train mean {mean[0].item():.4f} and std {std[0].item():.4f}"
     return EvalData(
         x=x,
@@ -999,10 +1006,7 @@ def load_training_data(
         mean = torch.tensor(CIFAR10_MEAN, dtype=torch.float32)
         std = torch.tensor(CIFAR10_STD, dtype=torch.float32)
     elif not raw_data and name == "digits":
-        # the digits train split's own statistics, computed in float64 as _load_digits does
-        wide = data.x.double()
-        mean = wide.mean(dim=(0, 2, 3)).float()
-        std = wide.std(dim=(0, 2, 3), correction=0).float()
+        mean, std = _digits_stats()  # the train split's own statistics, as for evaluation
     if mean is None:
         description = data.description
     else:

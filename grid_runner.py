@@ -44,6 +44,7 @@ def per_point(evaluate_point: PointFn) -> PointsFn:
 
     return evaluate_points
 
+
 TAG_REQUEST, TAG_WORK = 11, 12
 
 
@@ -98,8 +99,7 @@ def run_grid(*, world: World, surf_file: str, groups: Sequence[MetricGroup],
         with h5_util.writer_lock(surf_file):
             h5_util.update_surface_file(surf_file, groups=groups)  # arrays and masks exist
             surface = h5_util.read_surface_file(surf_file)
-            done = {g.name: surface.done_mask(g) for g in groups}
-            todo = remaining_points(done)
+            todo = remaining_points(surface.done_masks(groups))
             total = int(np.prod(surface.shape))
             if only is not None:
                 allowed = set(np.asarray(only).tolist())

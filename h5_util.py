@@ -40,6 +40,7 @@ DIR_GROUPS = ("xdirection", "ydirection")
 PCA_KEYS = ("explained_variance_ratio_", "singular_values_", "explained_variance_")
 DONE_SUFFIX = "_done"
 SHARD_KEY = "shard_points"  # flat indices assigned to a shard file (see cli_job)
+HESSIAN_CENTRE = "hessian_centre"  # group of plot_hessian_eigen.py's centre-point results
 
 
 class AlreadyExists(FileFormatError):
@@ -132,12 +133,6 @@ def _read_attrs(obj: h5py.HLObject) -> dict[str, Any]:
     return out
 
 
-def file_keys(path: str) -> list[str]:
-    """Top-level keys of an HDF5 file (for messages)."""
-    with _open(path) as f:
-        return sorted(f.keys())
-
-
 # --------------------------------------------------------------------------- directions
 @dataclass(frozen=True)
 class DirectionFile:
@@ -184,12 +179,7 @@ def read_direction_file(path: str) -> DirectionFile:
         FileFormatError: missing, unreadable, a surface file, or no ``xdirection`` group.
     """
     with _open(path, what="direction file") as f:
-        if "xdirection" not in f:
-            hint = (" (it is a surface file: pass it as --surf_file, and its direction file "
-                    "as --dir_file)" if "xcoordinates" in f else "")
-            raise FileFormatError(
-                f"{path} is not a direction file: it has no 'xdirection' group"
-                f"{hint}; top-level keys: {sorted(f.keys())[:8]}")
+        _check_direction_file(f, path)
         directions = []
         for group_name in DIR_GROUPS:
             if group_name not in f:
@@ -201,8 +191,32 @@ def read_direction_file(path: str) -> DirectionFile:
                 raise FileFormatError(
                     f"{path}: group {group_name} must hold datasets '0'..'{len(group) - 1}'; "
                     f"it has {sorted(group.keys())[:8]}") from None
-        extras = {k: f[k][()] for k in PCA_KEYS if k in f}
-        return DirectionFile(path, directions, _read_attrs(f), extras)
+        return DirectionFile(path, directions, _read_attrs(f), _pca_extras(f))
+
+
+def read_direction_extras(path: str) -> dict[str, np.ndarray]:
+    """Only the PCA arrays of a direction file (``explained_variance_ratio_`` ...), without
+    reading the directions themselves; empty for random directions.
+
+    Raises:
+        FileFormatError: as :func:`read_direction_file`.
+    """
+    with _open(path, what="direction file") as f:
+        _check_direction_file(f, path)
+        return _pca_extras(f)
+
+
+def _check_direction_file(f: h5py.File, path: str) -> None:
+    if "xdirection" not in f:
+        hint = (" (it is a surface file: pass it as --surf_file, and its direction file "
+                "as --dir_file)" if "xcoordinates" in f else "")
+        raise FileFormatError(
+            f"{path} is not a direction file: it has no 'xdirection' group"
+            f"{hint}; top-level keys: {sorted(f.keys())[:8]}")
+
+
+def _pca_extras(f: h5py.File) -> dict[str, np.ndarray]:
+    return {k: f[k][()] for k in PCA_KEYS if k in f}
 
 
 # --------------------------------------------------------------------------- projections
@@ -270,6 +284,10 @@ class SurfaceFile:
             return self.arrays[group.keys[0]] != group.fills[0]
         return np.zeros(self.shape, dtype=bool)
 
+    def done_masks(self, groups: Sequence[MetricGroup]) -> dict[str, np.ndarray]:
+        """``{group name: done mask}``, the input of ``scheduler.remaining_points``."""
+        return {g.name: self.done_mask(g) for g in groups}
+
 
 def create_surface_file(path: str, *, dir_file: str, xcoordinates: np.ndarray,
                         ycoordinates: np.ndarray | None, attrs: Mapping[str, Any],
@@ -316,7 +334,7 @@ def read_surface_file(path: str) -> SurfaceFile:
                 continue
             data = obj[()]
             if np.size(data) != int(np.prod(shape)):
-                continue  # not a grid array (e.g. a stored spectrum)
+                continue  # not a grid array
             # flat order is Z[iy*nx + ix] in ours and the reference's files alike
             data = np.asarray(data).reshape(shape)
             if key.endswith(DONE_SUFFIX):
@@ -330,21 +348,13 @@ def write_surface_group(path: str, name: str, arrays: Mapping[str, np.ndarray],
                         attrs: Mapping[str, Any]) -> None:
     """Atomically (re)write the group ``name`` of a surface file: results that are not grid
     arrays (e.g. the Hessian spectrum at the centre), kept apart from the grid arrays."""
-    tmp = path + ".tmp"
-    shutil.copyfile(path, tmp)
-    try:
-        with _open(tmp, "r+") as f:
-            if name in f:
-                del f[name]
-            group = f.create_group(name)
-            for key, value in arrays.items():
-                group.create_dataset(key, data=np.asarray(value))
-            _write_attrs(group, attrs)
-        _fsync(tmp)
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+    with _replacing(path) as f:
+        if name in f:
+            del f[name]
+        group = f.create_group(name)
+        for key, value in arrays.items():
+            group.create_dataset(key, data=np.asarray(value))
+        _write_attrs(group, attrs)
 
 
 def read_surface_group(path: str, name: str) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None:
@@ -397,20 +407,27 @@ def update_surface_file(path: str, *, groups: Sequence[MetricGroup] = (),
             also marks them done in that group's mask. Keys must belong to ``groups`` or exist.
         attrs: root attributes to set.
     """
-    results = results or {}
+    with _replacing(path) as f:
+        shape = _grid_shape(f)
+        for group in groups:
+            _ensure_group(f, group, shape)
+        done_keys = {g.keys[0]: g.done_key for g in groups}
+        for key, (index, values) in (results or {}).items():
+            _set_flat(f[key], np.asarray(index, dtype=np.int64), np.asarray(values, dtype=np.float64))
+            if key in done_keys:
+                _set_flat(f[done_keys[key]], np.asarray(index, dtype=np.int64), 1)
+        _write_attrs(f, attrs or {})
+
+
+@contextlib.contextmanager
+def _replacing(path: str) -> Iterator[h5py.File]:
+    """Edit a copy of ``path`` and rename it over the original when the block succeeds: a
+    process killed at any moment leaves the old or the new complete file."""
     tmp = path + ".tmp"
     shutil.copyfile(path, tmp)
     try:
         with _open(tmp, "r+") as f:
-            shape = _grid_shape(f)
-            for group in groups:
-                _ensure_group(f, group, shape)
-            done_keys = {g.keys[0]: g.done_key for g in groups}
-            for key, (index, values) in results.items():
-                _set_flat(f[key], np.asarray(index, dtype=np.int64), np.asarray(values, dtype=np.float64))
-                if key in done_keys:
-                    _set_flat(f[done_keys[key]], np.asarray(index, dtype=np.int64), 1)
-            _write_attrs(f, attrs or {})
+            yield f
         _fsync(tmp)
         os.replace(tmp, path)
     finally:

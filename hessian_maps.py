@@ -23,7 +23,6 @@ from net_plotter import PlaneSetter
 from scheduler import point_coordinates
 from surface import EvalSet
 
-CENTRE_GROUP = "hessian_centre"  # group of a surface file holding the centre-point extras
 
 
 @dataclass(frozen=True)
@@ -122,7 +121,7 @@ def centre_extras(model: nn.Module, evalset: EvalSet, *, loss_name: str, setting
 
 
 def write_centre_extras(surf_file: str, arrays: dict[str, np.ndarray], attrs: dict[str, Any]) -> None:
-    h5_util.write_surface_group(surf_file, CENTRE_GROUP, arrays, attrs)
+    h5_util.write_surface_group(surf_file, h5_util.HESSIAN_CENTRE, arrays, attrs)
 
 
 def format_centre_extras(arrays: dict[str, np.ndarray], attrs: dict[str, Any]) -> str:

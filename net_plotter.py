@@ -375,13 +375,13 @@ def name_surface_file(*, dir_file: str, x: tuple[float, float, int],
     if data_split > 1:
         name += f"_datasplit={data_split}_splitidx={split_idx}"
     if dataset != "cifar10":
-        name += "_dataset=" + _safe_tag(dataset)
+        name += "_dataset=" + safe_tag(dataset)
     if loss_name != "crossentropy":
         name += f"_loss={loss_name}"
     return name + ".h5"
 
 
-def _safe_tag(text: str) -> str:
-    """A dataset spec (maybe ``path/to/file.py:fn``) as one file-name component."""
+def safe_tag(text: str) -> str:
+    """A model or dataset spec (maybe ``path/to/file.py:fn``) as one file-name component."""
     base = os.path.basename(text.replace(":", "-"))
     return "".join(c if c.isalnum() or c in "-_.=" else "_" for c in base)

@@ -62,9 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def eigen_settings(args: argparse.Namespace) -> EigenSettings:
-    for flag in ("maxiter", "top_k", "trace_probes", "density_probes", "density_steps"):
-        if getattr(args, flag) < (1 if flag in ("maxiter", "density_steps") else 0):
-            raise UsageError(f"--{flag} must be >= {1 if flag in ('maxiter', 'density_steps') else 0}")
+    minimums = {"maxiter": 1, "density_steps": 1, "top_k": 0, "trace_probes": 0, "density_probes": 0}
+    for flag, least in minimums.items():
+        if getattr(args, flag) < least:
+            raise UsageError(f"--{flag} must be >= {least}")
     if not args.tol > 0:
         raise UsageError(f"--tol must be > 0, got {args.tol}")
     if args.trace_probes == 1:

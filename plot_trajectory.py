@@ -47,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     g = parser.add_argument_group("directions and projection")
     g.add_argument("--dir_type", default="weights", choices=net_plotter.DIR_TYPES,
                    help="weights: parameters; states: state_dict entries incl. BatchNorm statistics")
-    g.add_argument("--ignore", default="none", choices=["biasbn", "none", ""],
+    g.add_argument("--ignore", default="none",
+                   choices=cli_common.choices_with_empty(net_plotter.IGNORES),
                    help="biasbn: leave biases and BatchNorm out of the PCA; none (or ''): keep them, as the reference")
     g.add_argument("--dir_file", default="", help="project onto this existing direction file (no PCA)")
     g.add_argument("--proj_method", default="cos", choices=projection.PROJ_METHODS,
@@ -64,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.model_folder:
         raise UsageError("--model_folder is required: the folder holding the checkpoints "
                                     "model_{epoch}.t7 of a training run")
-    ignore = args.ignore or "none"
+    ignore = cli_common.norm_choice(args.ignore)
     epochs = projection.checkpoint_epochs(args.start_epoch, args.max_epoch, args.save_epoch)
     files = projection.find_checkpoints(args.model_folder, epochs, prefix=args.prefix, suffix=args.suffix)
     model = model_loader.build_model(args.model, num_classes=args.num_classes)

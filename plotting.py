@@ -189,7 +189,7 @@ def _pc_variance(dir_file: str) -> np.ndarray | None:
     """explained_variance_ratio_ of a PCA direction file, or None."""
     if not dir_file:
         return None
-    ratio = h5_util.read_direction_file(dir_file).extras.get("explained_variance_ratio_")
+    ratio = h5_util.read_direction_extras(dir_file).get("explained_variance_ratio_")
     return None if ratio is None else np.asarray(ratio, dtype=np.float64).reshape(-1)
 
 
@@ -684,15 +684,14 @@ def plot_eig_ratio(surf_file: str, *, fmt: str = "pdf", dpi: int = DPI, show: bo
     return paths
 
 
-def plot_hessian_centre(surf_file: str, *, fmt: str = "pdf", dpi: int = DPI, show: bool = False) -> list[str]:
+def _plot_hessian_centre(surf_file: str, *, fmt: str, dpi: int, show: bool) -> list[str]:
     """The spectral density of the Hessian at the centre (stochastic Lanczos quadrature, log
     scale) with the top-k eigenvalues marked and the trace estimate in the title, from the
     ``hessian_centre`` group written by plot_hessian_eigen.py. Saved as
     ``{surf_file}_hessian_density``; nothing (an empty list) if the file has no such results.
+    The file and the output options are checked by :func:`plot_eig_ratio` first.
     """
-    _check_output(fmt, dpi)
-    _read_surface(surf_file)  # a clear message for a wrong file
-    found = h5_util.read_surface_group(surf_file, "hessian_centre")
+    found = h5_util.read_surface_group(surf_file, h5_util.HESSIAN_CENTRE)
     if found is None or not ({"density", "top_eigenvalues"} & set(found[0])):
         return []
     arrays, attrs = found
@@ -714,10 +713,10 @@ def plot_hessian_centre(surf_file: str, *, fmt: str = "pdf", dpi: int = DPI, sho
 
 
 def plot_hessian_figures(surf_file: str, *, fmt: str = "pdf", dpi: int = DPI, show: bool = False) -> list[str]:
-    """Every figure of plot_hessian_eigen.py's results: :func:`plot_eig_ratio` and
-    :func:`plot_hessian_centre`."""
+    """Every figure of plot_hessian_eigen.py's results: :func:`plot_eig_ratio`, then the
+    spectral density at the centre with the top-k eigenvalues, if stored."""
     return (plot_eig_ratio(surf_file, fmt=fmt, dpi=dpi, show=show)
-            + plot_hessian_centre(surf_file, fmt=fmt, dpi=dpi, show=show))
+            + _plot_hessian_centre(surf_file, fmt=fmt, dpi=dpi, show=show))
 
 
 # --------------------------------------------------------------------------- after a run

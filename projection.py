@@ -37,7 +37,6 @@ import net_plotter
 from errors import FileFormatError, ModelError, UsageError
 
 PROJ_METHODS = ("cos", "lstsq")
-IGNORES = ("biasbn", "none")
 SIGN_CONVENTION = ("each PC is oriented so that the first checkpoint has a negative coordinate on it "
                    "(the path runs towards the final model at the origin); if that coordinate is "
                    "exactly 0, so that the PC's largest-magnitude entry is positive")
@@ -132,8 +131,8 @@ class Flattener:
     """
 
     def __init__(self, named: Sequence[tuple[str, torch.Tensor]], *, ignore: str = "none"):
-        if ignore not in IGNORES:
-            raise ValueError(f"ignore must be one of {IGNORES}, got {ignore!r}")
+        if ignore not in net_plotter.IGNORES:
+            raise ValueError(f"ignore must be one of {net_plotter.IGNORES}, got {ignore!r}")
         self.shapes = [tuple(t.shape) for _, t in named]
         self.dtypes = [t.dtype for _, t in named]
         self.parts: list[tuple[int, int, int]] = []  # (tensor index, start, stop) in the vector
@@ -366,7 +365,6 @@ def setup_pca_directions(model: nn.Module, files: Sequence[str], epochs: Sequenc
     cos = net_plotter.cosine_similarity(*directions)
     note(f"angle between pc1 and pc2: cos = {cos:.3g}")
     note(f"explained_variance_ratio_: {result.explained_variance_ratio_}")
-    load_into(model, files[-1])
     os.makedirs(os.path.dirname(dir_file) or ".", exist_ok=True)
     net_plotter.save_directions(
         dir_file, directions, named=net_plotter.named_tensors(model, dir_type),

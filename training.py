@@ -27,6 +27,7 @@ from torch import nn
 from dataloader import EvalData, TrainingData, normalize_
 from errors import DataError, ModelError, UsageError
 from evaluation import LOSSES, evaluate, loss_sum, make_batches
+from net_plotter import safe_tag
 
 OPTIMIZERS = ("sgd", "adam")
 DECAY_EPOCHS = (150, 225, 275)  # the reference's learning-rate milestones
@@ -85,7 +86,7 @@ def save_folder_name(*, model: str, optimizer: str, lr: float, lr_decay: float, 
     Two additions: ``_dataset=NAME`` when the data is not CIFAR-10 (so runs on other data never
     share a folder), and a model spec ``path/file.py:fn`` written as ``file.py-fn``.
     """
-    name = f"{_tag(model)}_{optimizer}_lr={lr}"
+    name = f"{safe_tag(model)}_{optimizer}_lr={lr}"
     if lr_decay != 0.1:
         name += f"_lr_decay={lr_decay}"
     name += f"_bs={batch_size}_wd={weight_decay}_mom={momentum}_save_epoch={save_epoch}"
@@ -102,14 +103,8 @@ def save_folder_name(*, model: str, optimizer: str, lr: float, lr_decay: float, 
     if idx:
         name += f"_idx={idx}"
     if dataset.strip().lower() != "cifar10":
-        name += f"_dataset={_tag(dataset)}"
+        name += f"_dataset={safe_tag(dataset)}"
     return name
-
-
-def _tag(spec: str) -> str:
-    """A model or dataset spec (maybe ``path/to/file.py:fn``) as one file-name component."""
-    base = os.path.basename(spec.replace(":", "-"))
-    return "".join(c if c.isalnum() or c in "-_.=" else "_" for c in base)
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -320,14 +315,18 @@ def save_eval_loaders(folder: str, *, data: TrainingData, test: EvalData, batch_
         The files written.
     """
     written = []
-    train_x = normalize_(data.x.clone(), data.mean, data.std)
-    for name, x, y in (("trainloader.dat", train_x, data.y), ("testloader.dat", test.x, test.y)):
+    for name, inputs, y in (("trainloader.dat", lambda: _normalized_copy(data), data.y),
+                            ("testloader.dat", lambda: test.x, test.y)):
         path = os.path.join(folder, name)
-        if not os.path.exists(path):
-            dataset = torch.utils.data.TensorDataset(x, y)
+        if not os.path.exists(path):  # (a resumed run has them: no copy of the data then)
+            dataset = torch.utils.data.TensorDataset(inputs(), y)
             _atomic_save(torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False), path)
             written.append(path)
     return written
+
+
+def _normalized_copy(data: TrainingData) -> torch.Tensor:
+    return data.x if data.mean is None else normalize_(data.x.clone(), data.mean, data.std)
 
 
 def check_outputs(model: nn.Module, sample: torch.Tensor, *, num_classes: int, spec: str) -> None:
