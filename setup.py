@@ -1,4 +1,4 @@
-"""Installs the toolkit's modules and scripts into an environment of your own.
+"""Installs the toolkit's package and its command-line programs into an environment of your own.
 
 `make demo` / `make test` do not need this: they use .venv with the pinned requirements.txt.
 Ranges here are loose on purpose.
@@ -6,25 +6,29 @@ Ranges here are loose on purpose.
 import re
 from pathlib import Path
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
-VERSION = re.search(r'TOOLKIT_VERSION = "([^"]+)"', (Path(__file__).parent / "cli_common.py").read_text()).group(1)
+VERSION = re.search(r'__version__ = "([^"]+)"',
+                    (Path(__file__).parent / "loss_landscape_toolkit" / "_version.py").read_text()).group(1)
 
-MODULES = [
-    "cli_common", "cli_job", "dataloader", "errors", "evaluation", "grid_runner", "h52vtp",
-    "h5_util", "hessian", "hessian_maps", "mesh_export", "model_loader", "mpi_util",
-    "net_plotter", "plot_1D", "plot_2D", "plot_hessian_eigen", "plot_surface", "plot_trajectory",
-    "plotting", "projection", "scheduler", "surface", "surface_stats", "training",
-]
-SCRIPTS = ["h52vtp", "plot_1D", "plot_2D", "plot_hessian_eigen", "plot_surface", "plot_trajectory"]
+# program name -> module of loss_landscape_toolkit.cli (the checkout's plot_*.py, h52vtp.py and
+# cifar10/main.py call the same main functions)
+SCRIPTS = {
+    "plot_surface": "plot_surface",
+    "plot_1D": "plot_1d",
+    "plot_2D": "plot_2d",
+    "plot_trajectory": "plot_trajectory",
+    "plot_hessian_eigen": "plot_hessian_eigen",
+    "h52vtp": "h52vtp",
+    "landscape_train": "train",
+}
 
 setup(
     name="loss-landscape-toolkit",
     version=VERSION,
     description="Loss-landscape visualization (Li et al., NeurIPS 2018), compatible with the reference code",
     python_requires=">=3.10",
-    py_modules=MODULES,
-    packages=["models"],
+    packages=find_packages(include=["loss_landscape_toolkit", "loss_landscape_toolkit.*"]),
     install_requires=[
         "torch>=2.1",
         "torchvision>=0.16",
@@ -39,5 +43,6 @@ setup(
         "digits": ["scikit-learn>=1.2"],
         "test": ["pytest>=7", "scikit-learn>=1.2", "mpi4py>=3.1", "mpich"],
     },
-    entry_points={"console_scripts": [f"{name}={name}:main" for name in SCRIPTS]},
+    entry_points={"console_scripts": [f"{name}=loss_landscape_toolkit.cli.{module}:main"
+                                      for name, module in SCRIPTS.items()]},
 )

@@ -21,10 +21,10 @@ sys.path.insert(0, ROOT)
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from evaluation import make_batches  # noqa: E402
-from models import create_model  # noqa: E402
-from net_plotter import create_random_direction, tensors_of  # noqa: E402
-from surface import EvalSet, surface_task  # noqa: E402
+from loss_landscape_toolkit.evaluation import make_batches  # noqa: E402
+from loss_landscape_toolkit.models import create_model  # noqa: E402
+from loss_landscape_toolkit.directions import create_random_direction, tensors_of  # noqa: E402
+from loss_landscape_toolkit.surface import EvalSet, surface_task  # noqa: E402
 
 CONFIGS = {  # name: options of surface_task ("Npts": N grid points per forward pass)
     "fp32": {},

@@ -35,12 +35,12 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-import hessian  # noqa: E402
-from dataloader import load_eval_data  # noqa: E402
-from evaluation import evaluate, make_batches  # noqa: E402
-from hessian import HVP_MODES, HessianOperator, extreme_eigenvalues  # noqa: E402
-from models import create_model  # noqa: E402
-from net_plotter import PlaneSetter, create_random_direction, tensors_of  # noqa: E402
+from loss_landscape_toolkit import hessian  # noqa: E402
+from loss_landscape_toolkit.data import load_eval_data  # noqa: E402
+from loss_landscape_toolkit.evaluation import evaluate, make_batches  # noqa: E402
+from loss_landscape_toolkit.hessian import HVP_MODES, HessianOperator, extreme_eigenvalues  # noqa: E402
+from loss_landscape_toolkit.models import create_model  # noqa: E402
+from loss_landscape_toolkit.directions import PlaneSetter, create_random_direction, tensors_of  # noqa: E402
 
 
 # --------------------------------------------------------------------------- part 1: speed

@@ -29,13 +29,13 @@ sys.path.insert(0, ROOT)
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-import h5_util  # noqa: E402
-from evaluation import make_batches, prepare_model  # noqa: E402
-from grid_runner import per_point, run_grid  # noqa: E402
-from models import create_model  # noqa: E402
-from mpi_util import World  # noqa: E402
-from net_plotter import PlaneSetter, create_random_direction, tensors_of  # noqa: E402
-from surface import EvalSet, point_evaluator  # noqa: E402
+from loss_landscape_toolkit import h5io as h5_util  # noqa: E402
+from loss_landscape_toolkit.evaluation import make_batches, prepare_model  # noqa: E402
+from loss_landscape_toolkit.parallel.grid import per_point, run_grid  # noqa: E402
+from loss_landscape_toolkit.models import create_model  # noqa: E402
+from loss_landscape_toolkit.parallel.world import World  # noqa: E402
+from loss_landscape_toolkit.directions import PlaneSetter, create_random_direction, tensors_of  # noqa: E402
+from loss_landscape_toolkit.surface import EvalSet, point_evaluator  # noqa: E402
 
 
 def interleaved(name: str, data, grid: int, **options) -> tuple[float, float]:

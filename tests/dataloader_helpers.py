@@ -133,7 +133,7 @@ def probe(root: str) -> dict[str, float]:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     import torch  # noqa: F401  (imported before the baseline is taken)
 
-    import dataloader
+    from loss_landscape_toolkit import data as dataloader
 
     base = _status_mib()["VmRSS"]
     data, load_over = peak_increase_mib(

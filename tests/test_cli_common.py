@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import cli_common as cli
-from errors import RangeError, UsageError
+from loss_landscape_toolkit.cli import _common as cli
+from loss_landscape_toolkit.errors import RangeError, UsageError
 
 
 @pytest.mark.parametrize("text, expected", [

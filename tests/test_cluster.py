@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import h5_util
+from loss_landscape_toolkit import h5io as h5_util
 from conftest import BASE, DATA, MPIRUN, ROOT, SLOW_MODEL, TINY_MODEL, assert_usage_error, run_cli, run_script
-from h5_util import TRAIN
+from loss_landscape_toolkit.h5io import TRAIN
 
 GRID = ["--x=-1:1:4", "--y=-1:1:3", "--surf_file", "s.h5"]
 

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-import dataloader
-from dataloader import (
+from loss_landscape_toolkit import data as dataloader
+from loss_landscape_toolkit.data import (
     CIFAR10_MEAN,
     CIFAR10_STD,
     EvalData,
@@ -36,7 +36,7 @@ from dataloader_helpers import (
     write_batch,
     write_cifar,
 )
-from errors import DataError, UsageError
+from loss_landscape_toolkit.errors import DataError, UsageError
 
 # One pixel with distinct R, G, B values, placed in image 3 of data_batch_2 (image 11 overall).
 PIXEL_IMAGE, PIXEL_ROW, PIXEL_COL = 3, 5, 17

@@ -8,10 +8,10 @@ import h5py
 import numpy as np
 import pytest
 
-import h5_util
+from loss_landscape_toolkit import h5io as h5_util
 from conftest import DATA
-from errors import FileFormatError
-from h5_util import EIG, TEST, TRAIN
+from loss_landscape_toolkit.errors import FileFormatError
+from loss_landscape_toolkit.h5io import EIG, TEST, TRAIN
 
 
 def _new_surface(path, nx=3, ny=2):

@@ -16,9 +16,9 @@ import torch.nn.functional as F
 from scipy.sparse.linalg import LinearOperator, eigsh
 from torch import nn
 
-import hessian
-from evaluation import make_batches
-from hessian import (HessianOperator, cast_model_and_batches, extreme_eigenvalues,
+from loss_landscape_toolkit import hessian
+from loss_landscape_toolkit.evaluation import make_batches
+from loss_landscape_toolkit.hessian import (HessianOperator, cast_model_and_batches, extreme_eigenvalues,
                      hutchinson_trace, reference_extreme_eigenvalues, spectral_density,
                      top_eigenvalues)
 

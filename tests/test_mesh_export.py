@@ -8,11 +8,11 @@ from vtkmodules.util.numpy_support import vtk_to_numpy
 from vtkmodules.vtkIOGeometry import vtkOBJReader
 from vtkmodules.vtkIOXML import vtkXMLPolyDataReader
 
-import h52vtp
-import mesh_export
+from loss_landscape_toolkit.cli import h52vtp
+from loss_landscape_toolkit import mesh as mesh_export
 from conftest import assert_usage_error, run_script
 from data.surface_files import write_pca_directions, write_surface
-from errors import UsageError
+from loss_landscape_toolkit.errors import UsageError
 
 NX, NY = 7, 4
 X = np.linspace(-1, 1, NX)

@@ -10,9 +10,9 @@ import pytest
 import torch
 import torch.nn as nn
 
-from errors import ModelError
-from model_loader import build_model, load_checkpoint_state, load_model, load_state_into
-from models import create_model
+from loss_landscape_toolkit.errors import ModelError
+from loss_landscape_toolkit.models.loading import build_model, load_checkpoint_state, load_model, load_state_into
+from loss_landscape_toolkit.models import create_model
 
 DATA = Path(__file__).parent / "data"
 REFERENCE_CKPT = DATA / "reference_resnet20_model_0.t7"

@@ -10,9 +10,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-import models
-from errors import ModelError, UsageError
-from models import _registry, create_model, list_models, register_model
+from loss_landscape_toolkit import models
+from loss_landscape_toolkit.errors import ModelError, UsageError
+from loss_landscape_toolkit.models import _registry, create_model, list_models, register_model
 
 REFERENCE = json.loads((Path(__file__).parent / "data" / "reference_models.json").read_text())
 

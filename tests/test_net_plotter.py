@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-import h5_util
-import net_plotter as npl
+from loss_landscape_toolkit import h5io as h5_util
+from loss_landscape_toolkit import directions as npl
 from conftest import DATA, SmallConvNet, make_small_data, make_small_net
-from errors import FileFormatError
-from evaluation import evaluate, make_batches
+from loss_landscape_toolkit.errors import FileFormatError
+from loss_landscape_toolkit.evaluation import evaluate, make_batches
 
 
 def _rand(*shape, seed=0):
@@ -238,14 +238,14 @@ def test_direction_file_round_trip_and_refusals(tmp_path, small_net):
 
 def test_reference_direction_file_fits_our_resnet20():
     """The direction file the reference wrote for its resnet20 loads into our resnet20."""
-    from models import create_model
+    from loss_landscape_toolkit.models import create_model
 
     net = create_model("resnet20")
     dfile = npl.load_directions(str(DATA / "reference_resnet20_directions.h5"), net,
                                 dir_type="weights", ndirections=2)
     assert len(dfile.directions[0]) == 65
     # the reference's own filter normalization: each conv filter has the model's filter norm
-    from model_loader import load_checkpoint_state
+    from loss_landscape_toolkit.models.loading import load_checkpoint_state
 
     state = load_checkpoint_state(str(DATA / "reference_resnet20_model_0.t7"))
     w = state["conv1.weight"].numpy()
@@ -267,8 +267,8 @@ def test_reference_recipe_reproduces_its_direction_file_bit_for_bit():
     loads the checkpoint, then draws torch.randn per parameter, x then y. Normalizing those
     numbers with our filter/biasbn code gives its direction file exactly: an independent check
     of our normalization against the reference's own output."""
-    from model_loader import load_checkpoint_state
-    from models import create_model
+    from loss_landscape_toolkit.models.loading import load_checkpoint_state
+    from loss_landscape_toolkit.models import create_model
 
     torch.manual_seed(123)
     net = create_model("resnet20")

@@ -8,9 +8,9 @@ import os
 import numpy as np
 import pytest
 
-import h5_util
-import plot_1D
-import plot_2D
+from loss_landscape_toolkit import h5io as h5_util
+from loss_landscape_toolkit.cli import plot_1d as plot_1D
+from loss_landscape_toolkit.cli import plot_2d as plot_2D
 from conftest import assert_usage_error, run_script
 from data.surface_files import write_pca_directions, write_projection, write_surface
 

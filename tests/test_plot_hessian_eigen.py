@@ -13,9 +13,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import h5_util
+from loss_landscape_toolkit import h5io as h5_util
 from conftest import BASE, ROOT, SLOW_MODEL, assert_usage_error, run_cli, run_script
-from h5_util import EIG
+from loss_landscape_toolkit.h5io import EIG
 
 SCRIPT = "plot_hessian_eigen.py"
 # 29 digits images; float32 products (their float64 accuracy is tested in test_hessian.py; here
@@ -30,7 +30,7 @@ def _eig(cwd, *args, **kw):
 def _dense_extremes(checkpoint, dir_file, coords):
     """lambda_max, lambda_min of the dense float64 Hessian of the mean loss (weights with dim > 1)
     at theta* + a dx + b dy, computed here independently of hessian.py."""
-    import dataloader
+    from loss_landscape_toolkit import data as dataloader
     import tiny_model
 
     data = dataloader.load_eval_data("digits", split="train", data_split=48)

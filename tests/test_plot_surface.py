@@ -18,10 +18,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import h5_util
-import plot_surface
+from loss_landscape_toolkit import h5io as h5_util
+from loss_landscape_toolkit.cli import plot_surface
 from conftest import BASE, DATA, ROOT, SLOW_MODEL, TINY_MODEL, assert_usage_error, run_cli, run_script
-from h5_util import TRAIN
+from loss_landscape_toolkit.h5io import TRAIN
 
 
 def _only_surface(folder: Path) -> h5_util.SurfaceFile:
@@ -52,7 +52,7 @@ def test_non_square_grid_lands_where_it_belongs(tmp_path, checkpoint):
     run_cli(tmp_path, "--model_file", checkpoint.name, "--x=-1:1:3", "--y=0:0.5:2")
     surface = _only_surface(tmp_path)
     dirs = h5_util.read_direction_file(str(tmp_path / surface.dir_file)).directions
-    import dataloader
+    from loss_landscape_toolkit import data as dataloader
     import tiny_model
 
     data = dataloader.load_eval_data("digits", split="train")
@@ -80,7 +80,7 @@ def test_target_direction_interpolates_between_models(tmp_path, checkpoint):
                 "--x=0:1:3", "--dir_type", "states")
     assert "model_10.t7_model_20.t7_states.h5 (created)" in proc.stdout
     surface = _only_surface(tmp_path)
-    import dataloader
+    from loss_landscape_toolkit import data as dataloader
 
     data = dataloader.load_eval_data("digits", split="train")
     for path, alpha_index in ((checkpoint, 0), (other, 2)):

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-import net_plotter
-import plot_trajectory
+from loss_landscape_toolkit import directions as net_plotter
+from loss_landscape_toolkit.cli import plot_trajectory
 from conftest import DATA, TINY_MODEL, assert_usage_error, run_script
 
 PCA_FOLDER = "PCA_weights_save_epoch=1"

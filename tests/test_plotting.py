@@ -12,10 +12,10 @@ import matplotlib.image as mpimg
 import numpy as np
 import pytest
 
-import plotting
+from loss_landscape_toolkit import plotting
 from conftest import DATA
 from data.surface_files import write_pca_directions, write_projection, write_surface
-from errors import FileFormatError, RangeError, UsageError
+from loss_landscape_toolkit.errors import FileFormatError, RangeError, UsageError
 
 DPI = 60  # small images keep the suite fast; the checks below hold at any resolution
 X9 = np.linspace(-1, 1, 9)

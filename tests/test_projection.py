@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-import h5_util
-import net_plotter
-import projection
+from loss_landscape_toolkit import h5io as h5_util
+from loss_landscape_toolkit import directions as net_plotter
+from loss_landscape_toolkit import projection
 from conftest import SmallConvNet, make_small_net
-from errors import FileFormatError, ModelError, UsageError
+from loss_landscape_toolkit.errors import FileFormatError, ModelError, UsageError
 
 
 def _plane(p: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

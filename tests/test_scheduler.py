@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from scheduler import WorkQueue, point_coordinates, remaining_points, shard
+from loss_landscape_toolkit.parallel.scheduler import WorkQueue, point_coordinates, remaining_points, shard
 
 
 def test_remaining_points_lists_missing_groups_per_point():

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import h5_util
+from loss_landscape_toolkit import h5io as h5_util
 from conftest import BASE, ROOT, run_cli
 
 

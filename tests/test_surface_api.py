@@ -8,10 +8,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import h5_util
-import net_plotter as npl
+from loss_landscape_toolkit import h5io as h5_util
+from loss_landscape_toolkit import directions as npl
 from conftest import make_small_data, make_small_net
-from surface import compute_surface
+from loss_landscape_toolkit.surface import compute_surface
 
 
 def _direct_losses(net, data, directions, xs, ys):

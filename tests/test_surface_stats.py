@@ -8,11 +8,11 @@ import shutil
 import numpy as np
 import pytest
 
-import h5_util
-import surface_stats
+from loss_landscape_toolkit import h5io as h5_util
+from loss_landscape_toolkit import stats as surface_stats
 from conftest import DATA
 from data.surface_files import write_surface
-from errors import FileFormatError, UsageError
+from loss_landscape_toolkit.errors import FileFormatError, UsageError
 
 A, B, C0, DELTA = 2.0, 0.5, 0.3, 0.1
 

@@ -13,12 +13,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import dataloader
-import training
-from errors import ModelError
+from loss_landscape_toolkit import data as dataloader
+from loss_landscape_toolkit import training
+from loss_landscape_toolkit.errors import ModelError
 from conftest import DATA, ROOT, TINY_MODEL, SmallConvNet, assert_usage_error, run_script
 from dataloader_helpers import write_cifar
-from models import create_model
+from loss_landscape_toolkit.models import create_model
 
 MAIN = "cifar10/main.py"
 LOG_LINE = re.compile(r"^e: (\d+) loss: \d+\.\d{5} train_err: \d+\.\d{3} test_top1: (\d+\.\d{3}) "

@@ -6,7 +6,7 @@ from typing import Callable
 
 import numpy as np
 
-import h5_util
+from loss_landscape_toolkit import h5io as h5_util
 
 Fn = Callable[..., np.ndarray]
 

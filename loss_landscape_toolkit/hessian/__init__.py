@@ -42,7 +42,7 @@ from scipy.linalg import eigh_tridiagonal
 from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
 from torch import nn
 
-from evaluation import LOSSES, Batches, loss_sum
+from ..evaluation import LOSSES, Batches, loss_sum
 
 PARAM_SETS = ("dim>1", "all")
 HVP_MODES = ("auto", "reverse_over_forward", "double_backward", "forward_over_reverse")

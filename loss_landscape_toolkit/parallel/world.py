@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
-from errors import EXIT_USAGE, SilentExit, UsageError
+from ..errors import EXIT_USAGE, SilentExit, UsageError
 
 # Environment variables through which launchers announce the world size: MPICH/Hydra and
 # srun's PMI-2 (PMI_SIZE), Open MPI, MVAPICH2, and srun itself.

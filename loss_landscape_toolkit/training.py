@@ -24,10 +24,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dataloader import EvalData, TrainingData, normalize_
-from errors import DataError, ModelError, UsageError
-from evaluation import LOSSES, evaluate, loss_sum, make_batches
-from net_plotter import safe_tag
+from .data import EvalData, TrainingData, normalize_
+from .errors import DataError, ModelError, UsageError
+from .evaluation import LOSSES, evaluate, loss_sum, make_batches
+from .directions import safe_tag
 
 OPTIMIZERS = ("sgd", "adam")
 DECAY_EPOCHS = (150, 225, 275)  # the reference's learning-rate milestones
@@ -265,7 +265,7 @@ def resume_model(model: nn.Module, path: str) -> int:
     Raises:
         ModelError: missing or unreadable file, no ``epoch`` entry, or weights of another model.
     """
-    import model_loader
+    from .models import loading as model_loader
 
     ckpt = _load_dict(path, "epoch", "--resume_model")
     epoch = ckpt["epoch"]

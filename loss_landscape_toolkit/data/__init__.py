@@ -39,7 +39,7 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 import torch
 
-from errors import DataError
+from ..errors import DataError
 
 __all__ = [
     "CIFAR10_MEAN",

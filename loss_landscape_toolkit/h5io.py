@@ -32,7 +32,7 @@ from typing import Any, Iterator, Mapping, Sequence
 import h5py
 import numpy as np
 
-from errors import FileFormatError
+from .errors import FileFormatError
 
 H5PY_VERSION = h5py.__version__
 COORD_KEYS = ("xcoordinates", "ycoordinates")

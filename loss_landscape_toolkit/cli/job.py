@@ -21,16 +21,16 @@ from typing import Callable, ContextManager, Sequence
 import numpy as np
 from torch import nn
 
-import cli_common as cli
-import h5_util
-import net_plotter
-import surface_stats
-from errors import UsageError
-from grid_runner import GridStats, PointsFn, run_grid
-from h5_util import MetricGroup
-from mpi_util import World, abort_on_error
-from scheduler import WorkItem, remaining_points, shard
-from surface import EvalSet, same_model_on_all_ranks
+from . import _common as cli
+from .. import h5io as h5_util
+from .. import directions as net_plotter
+from .. import stats as surface_stats
+from ..errors import UsageError
+from ..parallel.grid import GridStats, PointsFn, run_grid
+from ..h5io import MetricGroup
+from ..parallel.world import World, abort_on_error
+from ..parallel.scheduler import WorkItem, remaining_points, shard
+from ..surface import EvalSet, same_model_on_all_ranks
 
 TaskFactory = Callable[[], ContextManager[PointsFn]]
 ESTIMATE_POINTS = 3  # timed points of --estimate, after one warm-up point

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from errors import UsageError
+from .errors import UsageError
 
 LOG_SHIFT = 0.1  # z = ln(z + 0.1), as the reference
 

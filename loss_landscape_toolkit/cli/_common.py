@@ -21,16 +21,16 @@ import numpy as np
 import torch
 from torch import nn
 
-import h5_util
-import net_plotter
-from errors import ArgumentParser, FileFormatError, ModelError, RangeError, UsageError  # noqa: F401 - re-exported
-from evaluation import LOSSES, make_batches
-from mpi_util import World
-from surface import EvalSet
+from .. import h5io as h5_util
+from .. import directions as net_plotter
+from ..errors import ArgumentParser, FileFormatError, ModelError, RangeError, UsageError  # noqa: F401 - re-exported
+from ..evaluation import LOSSES, make_batches
+from ..parallel.world import World
+from ..surface import EvalSet
 
-PROJECT_DIR = os.path.dirname(os.path.abspath(__file__))
+PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEFAULT_DATAPATH = os.path.join("cifar10", "data")
-TOOLKIT_VERSION = "0.1.0"
+from .._version import __version__ as TOOLKIT_VERSION
 
 
 # --------------------------------------------------------------------------- ranges
@@ -172,8 +172,8 @@ def add_run_args(parser: argparse.ArgumentParser) -> None:
 def parse_args_and_world(parser: argparse.ArgumentParser,
                          argv: Sequence[str] | None) -> tuple[argparse.Namespace, World]:
     """Parse the command line and find the MPI world; errors are reported by rank 0 only."""
-    from errors import SilentExit
-    from mpi_util import detect_world, env_rank
+    from ..errors import SilentExit
+    from ..parallel.world import detect_world, env_rank
 
     try:
         args = parser.parse_args(argv)
@@ -214,10 +214,10 @@ def configure_torch(args: argparse.Namespace, world: World) -> torch.device:
 
 def check_model_spec(spec: str, model_files: Sequence[str]) -> None:
     """Fail fast, before loading data, on an unknown model name or a missing checkpoint."""
-    from models import list_models
+    from ..models import list_models
 
     if ":" not in spec and spec not in list_models():
-        import model_loader
+        from ..models import loading as model_loader
 
         model_loader.build_model(spec)  # raises ModelError with close matches
     for path in model_files:
@@ -229,7 +229,7 @@ def check_model_spec(spec: str, model_files: Sequence[str]) -> None:
 def load_model(args: argparse.Namespace, *, num_classes: int, model_file: str) -> nn.Module:
     """Build the model (initialised from --seed, so a random init is the same on every rank and
     every rerun) and load ``model_file`` if given."""
-    import model_loader
+    from ..models import loading as model_loader
 
     torch.manual_seed(args.seed)
     return model_loader.load_model(args.model, model_file or None, num_classes=num_classes)
@@ -238,7 +238,7 @@ def load_model(args: argparse.Namespace, *, num_classes: int, model_file: str) -
 def load_evalsets(args: argparse.Namespace, *, device: torch.device,
                   download: bool = True) -> dict[str, EvalSet]:
     """Evaluation data of this rank, cut into batches on ``device``."""
-    import dataloader
+    from .. import data as dataloader
 
     if args.batch_size < 1:
         raise UsageError(f"--batch_size must be >= 1, got {args.batch_size}")
@@ -311,7 +311,7 @@ def surface_file_name(args: argparse.Namespace, dir_file: str, x: GridRange, y: 
 def create_directions(args: argparse.Namespace, net: nn.Module, dir_file: str, *, two_d: bool,
                       world: World, num_classes: int) -> None:
     """Make and save the directions (rank 0, when the file does not exist yet)."""
-    import model_loader
+    from ..models import loading as model_loader
 
     weights = net_plotter.tensors_of(net, args.dir_type)
 

@@ -5,8 +5,8 @@
 code's. Example::
 
     import numpy as np
-    from models import create_model
-    from surface import compute_surface
+    from .models import create_model
+    from .surface import compute_surface
 
     net = create_model("resnet20")            # or your own nn.Module, trained
     surf = compute_surface(net, (images, labels),            # tensors, a Dataset or EvalData
@@ -25,14 +25,14 @@ import numpy as np
 import torch
 from torch import nn
 
-import h5_util
-from errors import UsageError
-from evaluation import Batches, evaluate, evaluate_many, make_batches, prepare_model
-from grid_runner import GridStats, PointFn, PointsFn, Poll, per_point, run_grid
-from h5_util import TEST, TRAIN
-from mpi_util import World
-from net_plotter import PlaneSetter, create_random_direction, direction_seed, tensors_of
-from scheduler import WorkItem, point_coordinates
+from . import h5io as h5_util
+from .errors import UsageError
+from .evaluation import Batches, evaluate, evaluate_many, make_batches, prepare_model
+from .parallel.grid import GridStats, PointFn, PointsFn, Poll, per_point, run_grid
+from .h5io import TEST, TRAIN
+from .parallel.world import World
+from .directions import PlaneSetter, create_random_direction, direction_seed, tensors_of
+from .parallel.scheduler import WorkItem, point_coordinates
 
 GROUPS = {"train": TRAIN, "test": TEST}
 
@@ -64,7 +64,7 @@ def same_model_on_all_ranks(world: World, model: nn.Module) -> str:
     Ranks that built a model with another random initialisation (or loaded other weights)
     receive rank 0's state_dict. A collective: every rank must call it.
     """
-    from model_loader import state_fingerprint
+    from .models.loading import state_fingerprint
 
     fingerprint = state_fingerprint(model)
     fingerprints = world.allgather(fingerprint)

@@ -24,10 +24,10 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 from tqdm import tqdm
 
-import h5_util
-from h5_util import MetricGroup
-from mpi_util import World
-from scheduler import WorkItem, WorkQueue, remaining_points
+from .. import h5io as h5_util
+from ..h5io import MetricGroup
+from .world import World
+from .scheduler import WorkItem, WorkQueue, remaining_points
 
 Poll = Callable[[], None]
 # (flat index, names of the groups to compute, poll) -> {metric key: value}

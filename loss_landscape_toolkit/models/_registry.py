@@ -11,7 +11,7 @@ from typing import Callable, TypeVar
 
 import torch.nn as nn
 
-from errors import ModelError
+from ..errors import ModelError
 
 ModelFn = Callable[..., nn.Module]
 F = TypeVar("F", bound=ModelFn)

@@ -43,8 +43,8 @@ from typing import Any
 
 import numpy as np
 
-import h5_util
-from errors import FileFormatError, UsageError
+from . import h5io as h5_util
+from .errors import FileFormatError, UsageError
 
 ERROR_KEYS = {"train_err": "train_acc", "test_err": "test_acc"}  # derived: 100 - accuracy
 STATS_ATTR_PREFIX = "stats_"

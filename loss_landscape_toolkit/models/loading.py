@@ -26,8 +26,8 @@ from typing import Any, Callable, Mapping
 import torch
 import torch.nn as nn
 
-from errors import ModelError
-from models import create_model
+from ..errors import ModelError
+from ..models import create_model
 
 _RESAVE_HINT = "re-save only the weights with torch.save({'state_dict': model.state_dict()}, path)"
 _DATA_PARALLEL_PREFIX = "module."

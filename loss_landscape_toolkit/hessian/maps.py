@@ -16,12 +16,12 @@ import numpy as np
 import torch
 from torch import nn
 
-import h5_util
-import hessian
-from grid_runner import PointsFn, Poll, per_point
-from net_plotter import PlaneSetter
-from scheduler import point_coordinates
-from surface import EvalSet
+from .. import h5io as h5_util
+from .. import hessian
+from ..parallel.grid import PointsFn, Poll, per_point
+from ..directions import PlaneSetter
+from ..parallel.scheduler import point_coordinates
+from ..surface import EvalSet
 
 
 

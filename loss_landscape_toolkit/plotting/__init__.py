@@ -27,9 +27,9 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-import h5_util
-import surface_stats
-from errors import RangeError, UsageError
+from .. import h5io as h5_util
+from .. import stats as surface_stats
+from ..errors import RangeError, UsageError
 
 FORMATS = ("pdf", "png", "svg")
 DPI = 300  # as the reference

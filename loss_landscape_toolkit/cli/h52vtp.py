@@ -1,0 +1,70 @@
+"""Export a 2D surface to ParaView (.vtp) and, with --obj, to a Wavefront .obj mesh.
+
+    python h52vtp.py -f SURFACE.h5 --surf_name train_loss --zmax 10 --log
+    python h52vtp.py -f SURFACE.h5 --interp 200 --obj
+
+Writes ``{surf_file}_{surf_name}[_zmax={zmax}][_log].vtp`` (and ``.obj``) next to the surface
+file: one point per grid point (or per resampled point), (nx - 1) * (ny - 1) quads, any grid.
+Heights: resampled (--interp), clipped (--zmax), then ln(z + 0.1) (--log), as the reference.
+In ParaView: open the .vtp, click the eye icon, raise Transform > Scale z if the surface looks
+like needles, color by zvalue.
+"""
+from __future__ import annotations
+
+import argparse
+from typing import Sequence
+
+from .. import h5io as h5_util
+from .. import mesh as mesh_export
+from .. import stats as surface_stats
+from ..errors import UsageError, reports_usage_errors
+
+PROG = "h52vtp.py"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    # the reference's flags; --obj is new
+    from ..errors import ArgumentParser
+
+    parser = ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
+                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--surf_file", "-f", default="", help="2D surface file")
+    parser.add_argument("--surf_name", default="train_loss",
+                        help="train_loss | test_loss | train_acc | test_acc | train_err | any array of the file")
+    parser.add_argument("--zmax", type=float, default=-1, help="clip heights above this (<= 0: no clipping)")
+    parser.add_argument("--interp", type=int, default=-1,
+                        help="resample on N x N points with a cubic spline (<= 0: off; the reference suggests 1000)")
+    parser.add_argument("--log", action="store_true", help="heights ln(z + 0.1)")
+    parser.add_argument("--obj", action="store_true", help="also write a Wavefront .obj mesh")
+    return parser
+
+
+@reports_usage_errors(PROG)
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if not args.surf_file:
+        raise UsageError("no surface file: pass it with --surf_file/-f")
+    surface = h5_util.read_surface_file(args.surf_file)
+    if surface.ycoordinates is None:
+        raise UsageError(f"{args.surf_file} is a 1D surface file; h52vtp.py exports 2D surfaces")
+    metric = surface_stats.get_metric(surface, args.surf_name)
+    zmax = args.zmax if args.zmax > 0 else None
+    x, y, z = mesh_export.height_field(surface.xcoordinates, surface.ycoordinates, metric.values, zmax=zmax,
+                                       log=args.log, interp=args.interp if args.interp > 0 else None)
+    mesh = mesh_export.build_mesh(x, y, z)
+    if not len(mesh.quads):
+        raise UsageError(f"{args.surf_file}: no grid cell of {args.surf_name} has 4 computed finite corners; "
+                         f"nothing to export")
+    outputs = [".vtp"] + ([".obj"] if args.obj else [])
+    for suffix in outputs:
+        path = mesh_export.mesh_name(args.surf_file, args.surf_name, zmax=zmax, log=args.log, suffix=suffix)
+        (mesh_export.write_vtp if suffix == ".vtp" else mesh_export.write_obj)(path, mesh)
+        print(path)
+    dropped = z.size - len(mesh.points)
+    print(f"{len(mesh.points)} points, {len(mesh.quads)} quads"
+          + (f"; {dropped} NaN/inf/unfinished point(s) left out with their quads" if dropped else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,75 @@
+"""Re-plot 1D surface files: loss and accuracy along the direction, and several runs overlaid.
+
+    python plot_1D.py -f model_300.t7_weights_xignore=biasbn_xnorm=filter.h5_[-1.0,1.0,51].h5 --log
+    python plot_1D.py -f run_a.h5 run_b.h5 run_c.h5
+    python plot_1D.py --prefix model_300.t7_weights_xignore=biasbn_xnorm=filter --idx_min 1 --idx_max 5
+
+Figures go next to the surface file with the reference's names (``_1d_loss_acc[_log]``,
+``_1d_train_loss[_log]``, ``_1d_train_err``; ``_1d_loss_err_repeat`` for overlays), followed by
+the comparable numbers of each loss array (see surface_stats.py).
+"""
+from __future__ import annotations
+
+import argparse
+from typing import Sequence
+
+from .. import plotting
+from .. import stats as surface_stats
+from ..errors import ArgumentParser, UsageError, reports_usage_errors
+
+PROG = "plot_1D.py"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
+                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--surf_file", "-f", nargs="+", default=[],
+                        help="1D surface file; several files are overlaid on one figure")
+    parser.add_argument("--log", action="store_true", help="logarithmic loss axis")
+    parser.add_argument("--xmin", type=float, default=-1, help="x-axis lower limit (-1: the grid's minimum)")
+    parser.add_argument("--xmax", type=float, default=1, help="x-axis upper limit (1: the grid's maximum)")
+    parser.add_argument("--loss_max", type=float, default=5, help="upper limit of the loss axis")
+    g = parser.add_argument_group("repeat plot (overlay of runs along directions --idx N)")
+    g.add_argument("--prefix", default="",
+                   help="direction file name without .h5 and _idx=N: overlays its surface files "
+                        "..._idx=N.h5_<range>.h5 (or the reference's PREFIX_N.h5)")
+    g.add_argument("--idx_min", type=int, default=1, help="first idx of the repeat plot")
+    g.add_argument("--idx_max", type=int, default=10, help="last idx of the repeat plot")
+    g = parser.add_argument_group("comparable numbers")
+    g.add_argument("--save_stats", action="store_true",
+                   help="store the printed numbers as attributes stats_<array> in the surface file")
+    plotting.add_eig_arg(parser)
+    plotting.add_output_args(parser)
+    return parser
+
+
+@reports_usage_errors(PROG)
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    # the reference's sentinels: -1 and 1 mean "the grid's own limits"
+    xmin = None if args.xmin == -1 else args.xmin
+    xmax = None if args.xmax == 1 else args.xmax
+    output = dict(xmin=xmin, xmax=xmax, loss_max=args.loss_max, log=args.log, fmt=args.format,
+                  dpi=args.dpi, show=args.show)
+    if args.prefix or len(args.surf_file) > 1:
+        if args.prefix and args.surf_file:
+            raise UsageError("give either --prefix or the surface files (-f), not both")
+        files = (plotting.repeat_files(args.prefix, args.idx_min, args.idx_max) if args.prefix
+                 else args.surf_file)
+        print(plotting.plot_1d_loss_err_repeat(files, out_base=args.prefix or files[0], **output))
+        return 0
+    if not args.surf_file:
+        raise UsageError("no surface file: pass -f FILE (or --prefix for the repeat plot)")
+    surf_file = args.surf_file[0]
+    if args.eig:
+        for path in plotting.plot_hessian_figures(surf_file, fmt=args.format, dpi=args.dpi, show=args.show):
+            print(path)
+        return 0
+    for path in plotting.plot_1d_loss_err(surf_file, **output):
+        print(path)
+    print(surface_stats.summarize_file(surf_file, save=args.save_stats))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,77 @@
+"""Re-plot 2D surface files: contours, filled contours, heat map, 3D surface, trajectories.
+
+    python plot_2D.py -f SURFACE.h5 --surf_name train_loss --vmin 0.1 --vmax 10 --vlevel 0.5
+    python plot_2D.py -f SURFACE.h5 --dir_file directions.h5 --proj_file directions.h5_proj_cos.h5 \
+        --decay_epochs 150 225 275
+    python plot_2D.py --dir_file directions.h5 --proj_file directions.h5_proj_cos.h5
+
+With a surface file: the four figures ``_{surf_name}_2dcontour``, ``_2dcontourf``,
+``_2dheat``, ``_3dsurface`` next to it, then the comparable numbers of each loss array. With a
+projection file too: the contours with the trajectory (``{proj_file}_{surf_name}_2dcontour_proj``);
+with a projection file only: the trajectory (``{proj_file}.pdf``).
+"""
+from __future__ import annotations
+
+import argparse
+from typing import Sequence
+
+from .. import plotting
+from .. import stats as surface_stats
+from ..errors import ArgumentParser, UsageError, reports_usage_errors
+
+PROG = "plot_2D.py"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
+                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--surf_file", "-f", default="", help="2D surface file")
+    parser.add_argument("--dir_file", default="", help="direction file (PC variance of PCA directions)")
+    parser.add_argument("--proj_file", default="", help="projection file of a trajectory (plot_trajectory.py)")
+    parser.add_argument("--surf_name", default="train_loss",
+                        help="array to plot: train_loss, test_loss, train_acc, train_err (100 - acc), ...")
+    parser.add_argument("--vmax", type=float, default=10, help="highest contour level, heat-map and 3D limit")
+    parser.add_argument("--vmin", type=float, default=0.1, help="lowest contour level, heat-map lower limit")
+    parser.add_argument("--vlevel", type=float, default=0.5, help="contour spacing")
+    parser.add_argument("--zlim", type=float, default=10, help="accepted for compatibility; unused (see --vmax)")
+    parser.add_argument("--log", action="store_true", help="log10 heights in the 3D surface")
+    parser.add_argument("--decay_epochs", type=int, nargs="*", default=[],
+                        help="epochs of learning-rate decays to mark on the trajectory, e.g. 150 225 275")
+    g = parser.add_argument_group("comparable numbers")
+    g.add_argument("--save_stats", action="store_true",
+                   help="store the printed numbers as attributes stats_<array> in the surface file")
+    g.add_argument("--level", type=float, default=None,
+                   help="level of the 'fraction of the grid under' number (default: centre + 0.1)")
+    plotting.add_eig_arg(parser)
+    plotting.add_output_args(parser)
+    return parser
+
+
+@reports_usage_errors(PROG)
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    output = dict(fmt=args.format, dpi=args.dpi, show=args.show)
+    levels = dict(surf_name=args.surf_name, vmin=args.vmin, vmax=args.vmax, vlevel=args.vlevel)
+    if args.proj_file and args.surf_file:
+        print(plotting.plot_contour_trajectory(args.surf_file, args.dir_file, args.proj_file,
+                                               decay_epochs=args.decay_epochs, **levels, **output))
+        return 0
+    if args.proj_file:
+        print(plotting.plot_trajectory(args.proj_file, args.dir_file, **output))
+        return 0
+    if not args.surf_file:
+        raise UsageError("nothing to plot: pass a surface file with -f (and/or --proj_file for a trajectory)")
+    if args.dir_file or args.decay_epochs:
+        raise UsageError("--dir_file and --decay_epochs belong to trajectory plots; add --proj_file")
+    if args.eig:
+        for path in plotting.plot_hessian_figures(args.surf_file, **output):
+            print(path)
+        return 0
+    for path in plotting.plot_2d_contour(args.surf_file, log=args.log, **levels, **output):
+        print(path)
+    print(surface_stats.summarize_file(args.surf_file, save=args.save_stats, level=args.level))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

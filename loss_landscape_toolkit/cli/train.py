@@ -1,0 +1,254 @@
+"""Train a model with the paper's recipe, keeping checkpoints per epoch (for trajectory plots).
+
+    python cifar10/main.py --model resnet56 --epochs 300 --save_epoch 10
+    python cifar10/main.py --model resnet20 --dataset digits --epochs 10 --save_epoch 1 --lr 0.05
+
+Checkpoints (model_{e}.t7, opt_state_{e}.t7) and log.out go to --save/<run name> relative to
+the current folder, e.g. trained_nets/resnet56_sgd_lr=0.1_bs=128_wd=0.0005_mom=0.9_save_epoch=10.
+Continue a run with --resume_model .../model_{e}.t7 --resume_opt .../opt_state_{e}.t7.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import sys
+import time
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from . import _common as cli_common
+from .. import data as dataloader
+from ..models import loading as model_loader
+from .. import training
+from ..errors import DataError, UsageError, reports_usage_errors
+from ..evaluation import LOSSES
+from ..models import list_models
+
+PROG = "cifar10/main.py"
+PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+DEFAULT_DATAPATH = os.path.join(PROJECT_DIR, "cifar10", "data")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = cli_common.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
+                                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    g = parser.add_argument_group("optimization")
+    g.add_argument("--batch_size", type=int, default=128)
+    g.add_argument("--lr", type=float, default=0.1, help="learning rate")
+    g.add_argument("--lr_decay", type=float, default=0.1,
+                   help="learning-rate multiplier applied after epochs 150, 225 and 275")
+    g.add_argument("--optimizer", default="sgd", choices=training.OPTIMIZERS,
+                   help="sgd (Nesterov momentum) or adam")
+    g.add_argument("--weight_decay", type=float, default=0.0005)
+    g.add_argument("--momentum", type=float, default=0.9)
+    g.add_argument("--epochs", type=int, default=300, help="number of epochs to train")
+    g.add_argument("--rand_seed", type=int, default=0,
+                   help="seed of the initialisation, the data order and augmentation, and the label corruption")
+    g = parser.add_argument_group("checkpoints")
+    g.add_argument("--save", default="trained_nets",
+                   help="parent folder of the run's folder (relative to the current folder)")
+    g.add_argument("--save_epoch", type=int, default=10,
+                   help="keep checkpoints at every multiple of this epoch (and at epochs 0, 1, 150)")
+    g.add_argument("--resume_model", default="", help="continue from this model_{e}.t7 at epoch e + 1")
+    g.add_argument("--resume_opt", default="", help="with the optimizer state of this opt_state_{e}.t7")
+    g.add_argument("--idx", type=int, default=0, help="index of a repeated run (a separate folder)")
+    g = parser.add_argument_group("model")
+    g.add_argument("--model", "-m", default="vgg9",
+                   help="zoo name, path/to/file.py:factory or pkg.module:factory")
+    g.add_argument("--loss_name", "-l", default="crossentropy", choices=LOSSES)
+    g = parser.add_argument_group("data")
+    g.add_argument("--dataset", default="cifar10",
+                   help="cifar10 | digits | path/to/file.py:function | pkg.module:function")
+    g.add_argument("--datapath", default=DEFAULT_DATAPATH, help="CIFAR-10 folder")
+    g.add_argument("--raw_data", action="store_true", help="no normalization (training and test data alike)")
+    g.add_argument("--noaug", action="store_true", help="no random crop and flip")
+    g.add_argument("--label_corrupt_prob", type=float, default=0.0,
+                   help="fraction of training labels redrawn uniformly at random (seeded by --rand_seed)")
+    g.add_argument("--trainloader", default="", help="train on this pickled DataLoader (trusted files only)")
+    g.add_argument("--testloader", default="", help="test on this pickled DataLoader (trusted files only)")
+    g = parser.add_argument_group("devices")
+    g.add_argument("--ngpu", type=int, default=1, help="if > 1, DataParallel over all visible GPUs")
+    g.add_argument("--cuda", "-c", action="store_true", help="require a GPU (default: a GPU if there is one)")
+    g.add_argument("--device", default=None, help="explicit torch device, e.g. cpu or cuda:1")
+    g.add_argument("--channels_last", action="store_true",
+                   help="NHWC memory format for model and data (often faster, on CPUs too)")
+    return parser
+
+
+@reports_usage_errors(PROG)
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    check_args(args)
+    seed_everything(args.rand_seed)
+    device = pick_device(args)
+    data, test = load_data(args)
+    folder = os.path.join(args.save, save_folder(args))
+    model = build_model(args, data)
+    start_epoch = training.resume_model(model, args.resume_model) if args.resume_model else 0
+    if start_epoch > args.epochs:
+        raise UsageError(f"--resume_model {args.resume_model} is at epoch {start_epoch - 1}, already "
+                         f"at --epochs {args.epochs}; raise --epochs to train further")
+    os.makedirs(folder, exist_ok=True)
+    training.check_free(folder, training.planned_checkpoints(start_epoch, args.epochs, args.save_epoch))
+    model = model.to(device)
+    if args.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    if args.ngpu > 1:
+        model = torch.nn.DataParallel(model)
+    optimizer = training.make_optimizer(model.parameters(), name=args.optimizer, lr=args.lr,
+                                        momentum=args.momentum, weight_decay=args.weight_decay)
+    if args.resume_opt:
+        training.resume_optimizer(optimizer, args.resume_opt)
+    if args.label_corrupt_prob > 0:
+        training.save_eval_loaders(folder, data=data, test=test, batch_size=args.batch_size)
+    announce(args, model, data, test, device, folder, start_epoch)
+    recipe = training.Recipe(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                             lr_decay=args.lr_decay, save_epoch=args.save_epoch,
+                             loss_name=args.loss_name, augment=augment(args), seed=args.rand_seed,
+                             channels_last=args.channels_last)
+    with open(os.path.join(folder, "log.out"), "a", buffering=1) as log_file:
+        clock = [time.perf_counter()]
+
+        def log(line: str) -> None:
+            log_file.write(line)  # the reference's line; the screen also shows the epoch's time
+            now = time.perf_counter()
+            print(f"{line.rstrip()}  ({now - clock[0]:.1f} s)", flush=True)
+            clock[0] = now
+
+        history = training.train(model, optimizer, data=data, test=test, recipe=recipe, folder=folder,
+                                 start_epoch=start_epoch, device=device, log=log)
+    last = history[-1]
+    print(f"done: epoch {last.epoch}, test accuracy {100 - last.test_err:.2f}%; checkpoints and "
+          f"log.out in {folder}", flush=True)
+    return 0
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """Refuse values the recipe cannot use, before anything is loaded."""
+    rules = [
+        (args.batch_size >= 1, f"--batch_size must be >= 1, got {args.batch_size}"),
+        (args.lr > 0, f"--lr must be > 0, got {args.lr}"),
+        (args.lr_decay > 0, f"--lr_decay must be > 0, got {args.lr_decay}"),
+        (args.weight_decay >= 0, f"--weight_decay must be >= 0, got {args.weight_decay}"),
+        (args.momentum >= 0, f"--momentum must be >= 0, got {args.momentum}"),
+        (args.epochs >= 1, f"--epochs must be >= 1, got {args.epochs}"),
+        (args.save_epoch >= 1, f"--save_epoch must be >= 1, got {args.save_epoch}"),
+        (args.ngpu >= 1, f"--ngpu must be >= 1, got {args.ngpu}"),
+        (args.idx >= 0, f"--idx must be >= 0, got {args.idx}"),
+        (0.0 <= args.label_corrupt_prob <= 1.0,
+         f"--label_corrupt_prob must be in [0, 1], got {args.label_corrupt_prob}"),
+        (bool(args.trainloader) == bool(args.testloader),
+         "--trainloader and --testloader go together; give both pickled loaders or neither"),
+        (not args.resume_opt or bool(args.resume_model),
+         "--resume_opt needs --resume_model (the optimizer state belongs to that model's weights)"),
+    ]
+    for ok, message in rules:
+        if not ok:
+            raise UsageError(message)
+    if ":" not in args.model and args.model not in list_models():
+        model_loader.build_model(args.model)  # raises ModelError with close matches
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, numpy and torch (all devices), as the reference does."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def pick_device(args: argparse.Namespace) -> torch.device:
+    """--device, else a GPU with --cuda (required) or when there is one (as the reference), else CPU."""
+    spec = args.device or ("cuda" if args.cuda or torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(spec)
+    except RuntimeError:
+        raise UsageError(f"--device {spec!r} is not a torch device; try cpu, cuda or cuda:1") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--cuda/--device cuda asked for a GPU but torch sees none (check "
+                         "CUDA_VISIBLE_DEVICES and the driver), or run without --cuda")
+    if args.ngpu > 1 and (device.type != "cuda" or torch.cuda.device_count() < 2):
+        raise UsageError(f"--ngpu {args.ngpu} needs at least 2 visible GPUs; torch sees "
+                         f"{torch.cuda.device_count() if torch.cuda.is_available() else 0}")
+    return device
+
+
+def load_data(args: argparse.Namespace) -> tuple[dataloader.TrainingData, dataloader.EvalData]:
+    """Training data (raw, labels corrupted on request) and test data (normalized alike)."""
+    if args.trainloader:
+        train = dataloader.load_pickled_loader(args.trainloader)
+        test = dataloader.load_pickled_loader(args.testloader)
+        data = dataloader.TrainingData(x=train.x, y=train.y, mean=None, std=None,
+                                       num_classes=max(train.num_classes, test.num_classes),
+                                       description=train.description)
+    else:
+        data = dataloader.load_training_data(args.dataset, datapath=args.datapath, raw_data=args.raw_data)
+        test = dataloader.load_eval_data(args.dataset, split="test", datapath=args.datapath,
+                                         raw_data=args.raw_data)
+    if args.label_corrupt_prob > 0:
+        labels, redrawn = training.corrupt_labels(data.y, prob=args.label_corrupt_prob,
+                                                  num_classes=data.num_classes, seed=args.rand_seed)
+        changed = int((labels != data.y).sum())
+        data = dataloader.TrainingData(
+            x=data.x, y=labels, mean=data.mean, std=data.std, num_classes=data.num_classes,
+            description=(f"{data.description}; labels of {int(redrawn.sum())} of {len(labels)} examples "
+                         f"redrawn uniformly (seed {args.rand_seed}), {changed} now differ from the true class"))
+    if test.x.shape[1:] != data.x.shape[1:]:
+        raise DataError(f"training inputs have shape {tuple(data.x.shape[1:])} but test inputs "
+                        f"{tuple(test.x.shape[1:])}; both splits must have one shape")
+    return data, test
+
+
+def save_folder(args: argparse.Namespace) -> str:
+    return training.save_folder_name(
+        model=args.model, optimizer=args.optimizer, lr=args.lr, lr_decay=args.lr_decay,
+        batch_size=args.batch_size, weight_decay=args.weight_decay, momentum=args.momentum,
+        save_epoch=args.save_epoch, loss_name=args.loss_name, noaug=args.noaug,
+        raw_data=args.raw_data, label_corrupt_prob=args.label_corrupt_prob, ngpu=args.ngpu,
+        idx=args.idx, dataset=args.dataset)
+
+
+def build_model(args: argparse.Namespace, data: dataloader.TrainingData) -> torch.nn.Module:
+    """The model, with the reference's initialisation for zoo models (a factory of your own
+    keeps its own), checked to give one output per class."""
+    model = model_loader.build_model(args.model, num_classes=data.num_classes)
+    if ":" not in args.model:
+        training.init_params(model)
+    training.check_outputs(model, data.x[:2], num_classes=data.num_classes, spec=args.model)
+    return model
+
+
+def augment(args: argparse.Namespace) -> bool:
+    # pickled loaders deliver inputs already transformed (and normalized): not augmented again
+    return not args.noaug and not args.trainloader
+
+
+def announce(args: argparse.Namespace, model: torch.nn.Module, data: dataloader.TrainingData,
+             test: dataloader.EvalData, device: torch.device, folder: str, start_epoch: int) -> None:
+    nparams = sum(p.numel() for p in model.parameters())
+    start = (f"resuming at epoch {start_epoch} from {args.resume_model}"
+             + ("" if args.resume_opt else " (fresh optimizer state: no --resume_opt)")
+             if start_epoch else "starting at epoch 0 (the initial model)")
+    notes = []
+    if args.trainloader and not args.noaug:
+        notes.append("note: pickled loaders are used as they are: no augmentation added")
+    lines = [
+        f"model: {args.model} ({nparams:,} parameters) on {device}",
+        f"training data: {data.description}",
+        f"test data: {test.description}",
+        f"optimizer: {args.optimizer}, lr {args.lr} (x{args.lr_decay} after epochs "
+        f"{', '.join(map(str, training.DECAY_EPOCHS))}), weight decay {args.weight_decay}, momentum "
+        f"{args.momentum}, batch size {args.batch_size}, augmentation {'on' if augment(args) else 'off'}",
+        f"{start}; training to epoch {args.epochs}",
+        f"checkpoints and log.out: {folder} ({os.path.abspath(folder)})",
+        *notes,
+    ]
+    print("\n".join(lines), flush=True)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
