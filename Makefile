@@ -1,6 +1,6 @@
 # Two commands (see README.md):
 #   make demo   the main job on the embedded digits data, with mpirun -n 2
-#   make test   the whole test suite
+#   make test   the lint, then the whole test suite
 # Both create .venv from requirements.txt (pinned versions) when it is missing or outdated.
 PYTHON ?= python3
 VENV   := .venv
@@ -8,15 +8,18 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DEMO   := demo_out
 
-.PHONY: demo test bench clean-demo
+.PHONY: demo test lint bench clean-demo
 
 $(STAMP): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -r requirements.txt
 	touch $(STAMP)
 
-test: $(STAMP)
+test: lint
 	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
 
 # The demo trains ResNet-20 on the digits for 10 epochs (a checkpoint per epoch), then computes
 # a filter-normalized 2D surface around it and the loss on the plane of the training path's

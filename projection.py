@@ -2,5 +2,5 @@
 
 A thin re-export of `loss_landscape_toolkit.projection`; new code imports the package.
 """
-from loss_landscape_toolkit.projection import *  # noqa: F401,F403
-from loss_landscape_toolkit.projection import __all__  # noqa: F401
+from loss_landscape_toolkit.projection import *
+from loss_landscape_toolkit.projection import __all__ as __all__

@@ -2,5 +2,5 @@
 
 A thin re-export of `loss_landscape_toolkit.parallel.scheduler`; new code imports the package.
 """
-from loss_landscape_toolkit.parallel.scheduler import *  # noqa: F401,F403
-from loss_landscape_toolkit.parallel.scheduler import __all__  # noqa: F401
+from loss_landscape_toolkit.parallel.scheduler import *
+from loss_landscape_toolkit.parallel.scheduler import __all__ as __all__

@@ -18,13 +18,13 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
-from loss_landscape_toolkit.evaluation import make_batches  # noqa: E402
-from loss_landscape_toolkit.models import create_model  # noqa: E402
-from loss_landscape_toolkit.directions import create_random_direction, tensors_of  # noqa: E402
-from loss_landscape_toolkit.surface import EvalSet, surface_task  # noqa: E402
+from loss_landscape_toolkit.directions import create_random_direction, tensors_of
+from loss_landscape_toolkit.evaluation import make_batches
+from loss_landscape_toolkit.models import create_model
+from loss_landscape_toolkit.surface import EvalSet, surface_task
 
 CONFIGS = {  # name: options of surface_task ("Npts": N grid points per forward pass)
     "fp32": {},

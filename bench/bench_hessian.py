@@ -31,16 +31,15 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
+import numpy as np
+import torch
+from torch import nn
 
-from loss_landscape_toolkit import hessian  # noqa: E402
-from loss_landscape_toolkit.data import load_eval_data  # noqa: E402
-from loss_landscape_toolkit.evaluation import evaluate, make_batches  # noqa: E402
-from loss_landscape_toolkit.hessian import HVP_MODES, HessianOperator, extreme_eigenvalues  # noqa: E402
-from loss_landscape_toolkit.models import create_model  # noqa: E402
-from loss_landscape_toolkit.directions import PlaneSetter, create_random_direction, tensors_of  # noqa: E402
+from loss_landscape_toolkit.data import load_eval_data
+from loss_landscape_toolkit.directions import PlaneSetter, create_random_direction, tensors_of
+from loss_landscape_toolkit.evaluation import evaluate, make_batches
+from loss_landscape_toolkit.hessian import HVP_MODES, HessianOperator, eigen, extreme_eigenvalues
+from loss_landscape_toolkit.models import create_model
 
 
 # --------------------------------------------------------------------------- part 1: speed
@@ -61,7 +60,7 @@ def bench_speed(*, images: int, rounds: int) -> None:
     for _ in range(rounds):
         times["gradient"].append(_timed(any_op.gradient))
         for mode, op in ops.items():
-            times[mode].append(_timed(lambda: op.matvec(v)))
+            times[mode].append(_timed(lambda op=op: op.matvec(v)))
     grad = times["gradient"]
     print(f"  gradient                  {statistics.median(grad):7.3f} s (median; min {min(grad):.3f})")
     ratios = {}
@@ -118,13 +117,13 @@ def trained_model(name: str, x: torch.Tensor, y: torch.Tensor, *, epochs: int) -
 @contextlib.contextmanager
 def lookahead(on: bool):
     """Our Lanczos with its confirmation lookahead (default) or with the bare residual test."""
-    saved = hessian.LOOKAHEAD_MIN, hessian.LOOKAHEAD_FRACTION
+    saved = eigen.LOOKAHEAD_MIN, eigen.LOOKAHEAD_FRACTION
     if not on:
-        hessian.LOOKAHEAD_MIN, hessian.LOOKAHEAD_FRACTION = 0, 0.0
+        eigen.LOOKAHEAD_MIN, eigen.LOOKAHEAD_FRACTION = 0, 0.0
     try:
         yield
     finally:
-        hessian.LOOKAHEAD_MIN, hessian.LOOKAHEAD_FRACTION = saved
+        eigen.LOOKAHEAD_MIN, eigen.LOOKAHEAD_FRACTION = saved
 
 
 def bench_eigen(*, model_name: str, images: int, points: int, span: float, tol: float,
@@ -151,7 +150,7 @@ def bench_eigen(*, model_name: str, images: int, points: int, span: float, tol: 
     hvps = {name: [] for name in runs}
     errors = {name: [] for name in runs}
     ours_vs_reference = []
-    previous: dict[str, torch.Tensor | None] = {name: None for name in runs}
+    previous: dict[str, torch.Tensor | None] = dict.fromkeys(runs)
     header = "".join(f"{name:>16}" for name in runs)
     print(f"  {'x':>6} {'lambda_max':>11} {'lambda_min':>11} {'truth HVPs':>10} | HVPs:{header}")
     for a in coords:

@@ -26,16 +26,16 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
-from loss_landscape_toolkit import h5io as h5_util  # noqa: E402
-from loss_landscape_toolkit.evaluation import make_batches, prepare_model  # noqa: E402
-from loss_landscape_toolkit.parallel.grid import per_point, run_grid  # noqa: E402
-from loss_landscape_toolkit.models import create_model  # noqa: E402
-from loss_landscape_toolkit.parallel.world import World  # noqa: E402
-from loss_landscape_toolkit.directions import PlaneSetter, create_random_direction, tensors_of  # noqa: E402
-from loss_landscape_toolkit.surface import EvalSet, point_evaluator  # noqa: E402
+from loss_landscape_toolkit import h5io as h5_util
+from loss_landscape_toolkit.directions import PlaneSetter, create_random_direction, tensors_of
+from loss_landscape_toolkit.evaluation import make_batches, prepare_model
+from loss_landscape_toolkit.models import create_model
+from loss_landscape_toolkit.parallel.grid import per_point, run_grid
+from loss_landscape_toolkit.parallel.world import World
+from loss_landscape_toolkit.surface import EvalSet, point_evaluator
 
 
 def interleaved(name: str, data, grid: int, **options) -> tuple[float, float]:

@@ -1,5 +1,5 @@
-"""Directions in weight space: random (filter/layer/... normalized) and target directions,
-their file names, and moving a network to a point of the plane.
+"""Directions in weight space: random (filter/layer/... normalized) and target directions, their
+files, and moving a network to a point of the plane.
 
 A direction is a list of tensors, one per entry of the network's parameter list
 (``dir_type="weights"``) or of its ``state_dict()`` (``dir_type="states"``, which also moves
@@ -14,8 +14,6 @@ and, as in the reference code, a copy of the weights otherwise.
 """
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -23,7 +21,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import h5io as h5_util
+from . import h5io
+from ._options import DIR_TYPES, IGNORES, NORMS
+from ._seeds import direction_seed
 from .errors import FileFormatError
 
 __all__ = [
@@ -39,22 +39,14 @@ __all__ = [
     "create_random_direction",
     "create_target_direction",
     "cosine_similarity",
-    "direction_seed",
     "AxisSpec",
     "make_directions",
     "save_directions",
     "load_directions",
     "PlaneSetter",
     "check_direction_fits",
-    "name_direction_file",
-    "format_range_tag",
-    "name_surface_file",
-    "safe_tag",
 ]
 
-NORMS = ("filter", "layer", "weight", "dfilter", "dlayer", "none")
-IGNORES = ("biasbn", "none")
-DIR_TYPES = ("weights", "states")
 FILTER_EPS = 1e-10  # the reference's guard against an all-zero random filter
 
 Direction = list[torch.Tensor]
@@ -171,14 +163,6 @@ def cosine_similarity(x: Direction | Sequence[np.ndarray], y: Direction | Sequen
     return float(xv @ yv / denom) if denom > 0 else float("nan")
 
 
-def direction_seed(seed: int, idx: int) -> int:
-    """Seed of the direction generator: ``seed`` itself for ``idx`` 0, and for a repeat
-    ``idx`` > 0 a seed derived from (seed, idx), so every repeat gets new directions."""
-    if idx == 0:
-        return seed
-    return int(np.random.SeedSequence([seed, idx]).generate_state(1, dtype=np.uint64)[0] >> 1)
-
-
 @dataclass(frozen=True)
 class AxisSpec:
     """How to make one direction: random and normalized, or towards a target model."""
@@ -218,20 +202,20 @@ def save_directions(path: str, directions: Sequence[Direction], *,
     file made for another model is recognised) and ``attrs`` (how it was made). ``extras`` are
     extra top-level datasets (PCA: ``explained_variance_ratio_`` etc.)."""
     meta = dict(attrs)
-    meta["tensor_names"] = json.dumps([_strip_module(n) for n, _ in named])
-    meta["tensor_shapes"] = json.dumps([list(t.shape) for _, t in named])
-    h5_util.write_direction_file(path, [[d.numpy() for d in direction] for direction in directions],
+    meta["tensor_names"] = [_strip_module(n) for n, _ in named]
+    meta["tensor_shapes"] = [list(t.shape) for _, t in named]
+    h5io.write_direction_file(path, [[d.numpy() for d in direction] for direction in directions],
                                  attrs=meta, extras=extras)
 
 
 def load_directions(path: str, net: nn.Module, *, dir_type: str,
-                    ndirections: int) -> h5_util.DirectionFile:
+                    ndirections: int) -> h5io.DirectionFile:
     """Read a direction file and check it fits ``net``; keep its first ``ndirections``.
 
     Raises:
         FileFormatError: unreadable, too few directions, or made for another model/dir_type.
     """
-    dfile = h5_util.read_direction_file(path)
+    dfile = h5io.read_direction_file(path)
     if len(dfile.directions) < ndirections:
         raise FileFormatError(
             f"{path} has only an x direction but a 2D surface (--y) needs a y direction too; "
@@ -242,7 +226,7 @@ def load_directions(path: str, net: nn.Module, *, dir_type: str,
                               f"{made_with} to use it")
     named = named_tensors(net, dir_type)
     if "tensor_names" in dfile.attrs:
-        names = json.loads(dfile.attrs["tensor_names"])
+        names = dfile.attrs["tensor_names"]
         ours = [_strip_module(n) for n, _ in named]
         for i, (theirs, mine) in enumerate(zip(names, ours)):
             if theirs != mine:
@@ -251,7 +235,7 @@ def load_directions(path: str, net: nn.Module, *, dir_type: str,
                     f"{mine!r} here (made for --model {dfile.attrs.get('model', '?')})")
     for k, direction in enumerate(dfile.directions[:ndirections]):
         check_direction_fits(direction, named, what="xy"[k] + " direction", source=path)
-    return h5_util.DirectionFile(dfile.path, dfile.directions[:ndirections], dfile.attrs, dfile.extras)
+    return h5io.DirectionFile(dfile.path, dfile.directions[:ndirections], dfile.attrs, dfile.extras)
 
 
 def _strip_module(name: str) -> str:
@@ -318,96 +302,3 @@ def check_direction_fits(direction: Sequence, named: Sequence[tuple[str, torch.T
             raise FileFormatError(
                 f"{what}{where}: tensor {i} ({name}) has shape {tuple(d.shape)} but the model's "
                 f"has {tuple(t.shape)}: the direction file was made for another model")
-
-
-# --------------------------------------------------------------------------- file names
-def name_direction_file(*, model_file: str, dir_type: str, xnorm: str, xignore: str,
-                        model_file2: str = "", two_d: bool = False, ynorm: str = "none",
-                        yignore: str = "none", model_file3: str = "", same_dir: bool = False,
-                        idx: int = 0) -> str:
-    """The reference code's direction-file name (REFERENCE.md section 5.1), next to the model.
-
-    ``xnorm``/``xignore`` of ``none`` add nothing (the reference's empty default). Target
-    directions (``model_file2``/``model_file3``) are never normalized, so their norm and ignore
-    settings are not written into the name. The reference's ``model_file3`` naming produced a
-    broken path; here the third model is named like the second one.
-    """
-    name = _pair_name(model_file, model_file2) if model_file2 else model_file
-    name += f"_{dir_type}"
-    if not model_file2:
-        name += _norm_suffix("x", xignore, xnorm)
-    if two_d:
-        if model_file3:
-            name += "_" + _second_model_part(model_file, model_file3)
-        else:
-            name += _norm_suffix("y", yignore, ynorm)
-            if same_dir:
-                name += "_same_dir"
-    if idx > 0:
-        name += f"_idx={idx}"
-    return name + ".h5"
-
-
-def _norm_suffix(axis: str, ignore: str, norm: str) -> str:
-    suffix = f"_{axis}ignore={ignore}" if ignore not in ("", "none") else ""
-    return suffix + (f"_{axis}norm={norm}" if norm not in ("", "none") else "")
-
-
-def _pair_name(model_file: str, model_file2: str) -> str:
-    """``model_file`` joined with the second model, as the reference names it."""
-    if os.path.dirname(model_file) == os.path.dirname(model_file2):
-        return model_file + "_" + os.path.basename(model_file2)
-    return (os.path.dirname(model_file) + "_" + os.path.basename(model_file) + "_"
-            + _second_model_part(model_file, model_file2))
-
-
-def _second_model_part(model_file: str, other: str) -> str:
-    """How another model appears in a name: its base name, after its folder below the common
-    parent when the folders differ (slashes become underscores, so the name is one file)."""
-    if os.path.dirname(model_file) == os.path.dirname(other):
-        return os.path.basename(other)
-    parent = _common_folder(model_file, other)
-    folder = os.path.dirname(other)[len(parent) + 1:] if parent else os.path.dirname(other)
-    return folder.strip(os.sep).replace(os.sep, "_") + "_" + os.path.basename(other)
-
-
-def _common_folder(a: str, b: str) -> str:
-    prefix = os.path.commonprefix([a, b])
-    return prefix[: prefix.rfind(os.sep)] if os.sep in prefix else ""
-
-
-def format_range_tag(vmin: float, vmax: float, num: int) -> str:
-    """``[-1.0,1.0,51]``: the reference's ``[%s,%s,%d]`` with Python float formatting."""
-    return f"[{float(vmin)!s},{float(vmax)!s},{int(num)}]"
-
-
-def name_surface_file(*, dir_file: str, x: tuple[float, float, int],
-                      y: tuple[float, float, int] | None = None, raw_data: bool = False,
-                      data_split: int = 1, split_idx: int = 0, dataset: str = "cifar10",
-                      loss_name: str = "crossentropy") -> str:
-    """The reference code's surface-file name (REFERENCE.md section 5.2).
-
-    ``dir_file + '_[xmin,xmax,xnum]' + 'x[ymin,ymax,ynum]' + '_rawdata' +
-    '_datasplit=K_splitidx=I' + '.h5'``. Two additions the reference did not need, because it
-    had only CIFAR-10 and never encoded the loss: ``_dataset=NAME`` for a dataset other than
-    cifar10 and ``_loss=mse`` for a loss other than cross-entropy, so surfaces of different
-    data or losses never share (and resume into) one file.
-    """
-    name = dir_file + "_" + format_range_tag(*x)
-    if y is not None:
-        name += "x" + format_range_tag(*y)
-    if raw_data:
-        name += "_rawdata"
-    if data_split > 1:
-        name += f"_datasplit={data_split}_splitidx={split_idx}"
-    if dataset != "cifar10":
-        name += "_dataset=" + safe_tag(dataset)
-    if loss_name != "crossentropy":
-        name += f"_loss={loss_name}"
-    return name + ".h5"
-
-
-def safe_tag(text: str) -> str:
-    """A model or dataset spec (maybe ``path/to/file.py:fn``) as one file-name component."""
-    base = os.path.basename(text.replace(":", "-"))
-    return "".join(c if c.isalnum() or c in "-_.=" else "_" for c in base)

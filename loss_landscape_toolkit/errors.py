@@ -2,17 +2,10 @@
 
 Everything a user can get wrong (a range, a model name, a checkpoint, a file, missing data)
 raises a subclass of :class:`UsageError` with a message that says what was wrong, what was
-expected and how to fix it. The command-line scripts print that message as one line and exit
-with code 2 (see :func:`reports_usage_errors`); any other exception is a bug and keeps its traceback.
+expected and how to fix it. The command-line programs print that message as one line and exit
+with code 2 (``cli.args.reports_usage_errors``); any other exception is a bug and keeps its traceback.
 """
 from __future__ import annotations
-
-import argparse
-import functools
-import sys
-from typing import Callable, Sequence
-
-MainFn = Callable[[Sequence[str] | None], int]
 
 EXIT_USAGE = 2
 
@@ -45,30 +38,10 @@ class SilentExit(Exception):
         self.code = code
 
 
-def reports_usage_errors(prog: str) -> Callable[[MainFn], MainFn]:
-    """Decorate a CLI ``main(argv) -> int`` so a :class:`UsageError` becomes one line and exit 2.
-
-    Any other exception propagates with its traceback: it is a bug, not bad input.
-    """
-
-    def decorate(main: MainFn) -> MainFn:
-        @functools.wraps(main)
-        def wrapper(argv: Sequence[str] | None = None) -> int:
-            try:
-                return main(argv)
-            except SilentExit as exc:
-                return exc.code
-            except UsageError as exc:
-                print(f"{prog}: error: {exc}", file=sys.stderr, flush=True)
-                return EXIT_USAGE
-
-        return wrapper
-
-    return decorate
-
-
-class ArgumentParser(argparse.ArgumentParser):
-    """argparse whose errors become :class:`UsageError` (one line, exit 2, printed once)."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(f"{message} (see {self.prog} --help)")
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    """``TypeName: message`` of an exception, on one line and cut to ``limit`` characters (for
+    error messages that quote what a user's code or a library raised)."""
+    text = " ".join(str(exc).split())
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-LOSSES = ("crossentropy", "mse")
+from ._options import LOSSES
+
 Batches = Sequence[tuple[torch.Tensor, torch.Tensor]]
 
 

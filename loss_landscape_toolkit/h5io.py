@@ -1,6 +1,6 @@
 """All HDF5 reading and writing of the toolkit (the only module that imports h5py).
 
-Layouts are the reference code's (REFERENCE.md section 6), so files go both ways:
+Layouts are the reference code's, so files go both ways between it and this toolkit:
 
 direction file
     groups ``xdirection`` and (2D) ``ydirection`` holding datasets ``"0" .. "N-1"``, one per
@@ -15,13 +15,15 @@ surface file
 
 Every function opens and closes its file; nothing returns a live h5py object. Files are
 created without ever replacing an existing one, and results are written by copying the file,
-updating the copy and renaming it over the original, so a process killed at any moment leaves
-either the old or the new complete file, never a damaged one.
+updating the copy and renaming it over the original (:mod:`._files`), so a process killed at any
+moment leaves either the old or the new complete file, never a damaged one.
+
+Attributes: strings, booleans and numbers are stored as they are; anything else (lists, dicts) as
+JSON text, which the readers decode again, so callers see the values they wrote.
 """
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -32,7 +34,8 @@ from typing import Any, Iterator, Mapping, Sequence
 import h5py
 import numpy as np
 
-from .errors import FileFormatError
+from . import _files
+from .errors import FileFormatError, one_line
 
 H5PY_VERSION = h5py.__version__
 COORD_KEYS = ("xcoordinates", "ycoordinates")
@@ -78,38 +81,19 @@ def _open(path: str, mode: str = "r", *, what: str = "HDF5 file") -> Iterator[h5
         f = h5py.File(path, mode, locking="best-effort")
     except OSError as exc:
         raise FileFormatError(
-            f"cannot open {path} as HDF5 ({_short(exc)}): the file is truncated, still being "
+            f"cannot open {path} as HDF5 ({one_line(exc, 160)}): the file is truncated, still being "
             f"written by another program, or not an HDF5 file") from None
     with f:
         yield f
 
 
-def _short(exc: BaseException) -> str:
-    return str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
-
-
 def _create_new(path: str, fill) -> None:
     """Write a new file with ``fill(h5file)`` and publish it atomically, never replacing one."""
-    tmp = f"{path}.tmp-{os.getpid()}"
     try:
-        with h5py.File(tmp, "w", locking="best-effort") as f:
+        with _files.creating(path) as tmp, h5py.File(tmp, "w", locking="best-effort") as f:
             fill(f)
-        _fsync(tmp)
-        try:
-            os.link(tmp, path)  # fails if path exists: no clobbering, even in a race
-        except FileExistsError:
-            raise AlreadyExists(f"{path} already exists; not overwriting it") from None
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-
-
-def _fsync(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    except FileExistsError:
+        raise AlreadyExists(f"{path} already exists; not overwriting it") from None
 
 
 def _write_attrs(obj: h5py.HLObject, attrs: Mapping[str, Any]) -> None:
@@ -123,12 +107,16 @@ def _write_attrs(obj: h5py.HLObject, attrs: Mapping[str, Any]) -> None:
 
 
 def _read_attrs(obj: h5py.HLObject) -> dict[str, Any]:
+    """Attributes as Python values; JSON text written by :func:`_write_attrs` decoded again."""
     out = {}
     for key, value in obj.attrs.items():
         if isinstance(value, bytes):
             value = value.decode()
         elif isinstance(value, np.generic):
             value = value.item()
+        if isinstance(value, str) and value[:1] in ("[", "{"):
+            with contextlib.suppress(ValueError):
+                value = json.loads(value)
         out[key] = value
     return out
 
@@ -270,6 +258,7 @@ class SurfaceFile:
     done: dict[str, np.ndarray]
     attrs: dict[str, Any]
     shard_points: np.ndarray | None = None
+    groups: dict[str, tuple[dict[str, np.ndarray], dict[str, Any]]] = field(default_factory=dict)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -327,9 +316,13 @@ def read_surface_file(path: str) -> SurfaceFile:
         shape = (len(x),) if y is None else (len(y), len(x))
         dir_file = f["dir_file"][()] if "dir_file" in f else b""
         dir_file = dir_file.decode() if isinstance(dir_file, bytes) else str(dir_file)
-        arrays, done = {}, {}
+        arrays, done, groups = {}, {}, {}
         shard_points = np.asarray(f[SHARD_KEY][()], dtype=np.int64) if SHARD_KEY in f else None
         for key, obj in f.items():
+            if isinstance(obj, h5py.Group):  # results that are not grid arrays (hessian_centre)
+                groups[key] = ({k: v[()] for k, v in obj.items() if isinstance(v, h5py.Dataset)},
+                               _read_attrs(obj))
+                continue
             if key in COORD_KEYS or key in ("dir_file", SHARD_KEY) or not isinstance(obj, h5py.Dataset):
                 continue
             data = obj[()]
@@ -341,7 +334,7 @@ def read_surface_file(path: str) -> SurfaceFile:
                 done[key] = data.astype(bool)
             else:
                 arrays[key] = data.astype(np.float64)
-        return SurfaceFile(path, dir_file, x, y, arrays, done, _read_attrs(f), shard_points)
+        return SurfaceFile(path, dir_file, x, y, arrays, done, _read_attrs(f), shard_points, groups)
 
 
 def write_surface_group(path: str, name: str, arrays: Mapping[str, np.ndarray],
@@ -355,42 +348,6 @@ def write_surface_group(path: str, name: str, arrays: Mapping[str, np.ndarray],
         for key, value in arrays.items():
             group.create_dataset(key, data=np.asarray(value))
         _write_attrs(group, attrs)
-
-
-def read_surface_group(path: str, name: str) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None:
-    """Arrays and attributes of the group ``name`` of a surface file, or None if absent."""
-    with _open(path, what="surface file") as f:
-        if name not in f or not isinstance(f[name], h5py.Group):
-            return None
-        group = f[name]
-        return {k: v[()] for k, v in group.items() if isinstance(v, h5py.Dataset)}, _read_attrs(group)
-
-
-@contextlib.contextmanager
-def writer_lock(path: str) -> Iterator[None]:
-    """Hold an exclusive lock meaning "a process is writing results into ``path``".
-
-    A second run writing the same surface file gets a clear error instead of silently losing
-    results. The lock is released by the OS even on kill -9. On file systems without flock
-    the run proceeds unlocked.
-    """
-    folder, name = os.path.split(path)
-    lock_path = os.path.join(folder, f".{name}.lock")  # hidden: a crash may leave it behind
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise FileFormatError(
-                f"another process is writing {path} (lock {lock_path} is held); wait for it "
-                f"to finish, or choose another --surf_file") from None
-        except OSError:
-            pass  # no flock on this file system
-        yield
-    finally:
-        os.close(fd)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(lock_path)
 
 
 def update_surface_file(path: str, *, groups: Sequence[MetricGroup] = (),
@@ -423,16 +380,10 @@ def update_surface_file(path: str, *, groups: Sequence[MetricGroup] = (),
 def _replacing(path: str) -> Iterator[h5py.File]:
     """Edit a copy of ``path`` and rename it over the original when the block succeeds: a
     process killed at any moment leaves the old or the new complete file."""
-    tmp = path + ".tmp"
-    shutil.copyfile(path, tmp)
-    try:
+    with _files.replacing(path) as tmp:
+        shutil.copyfile(path, tmp)
         with _open(tmp, "r+") as f:
             yield f
-        _fsync(tmp)
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
 
 
 def _grid_shape(f: h5py.File) -> tuple[int, ...]:

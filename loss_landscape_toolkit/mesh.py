@@ -3,22 +3,21 @@
 The surface becomes a height field: one point ``(x, y, z)`` per grid point, in the file's flat
 order (``k = iy * nx + ix``), and one quad per grid cell, ``(k, k + 1, k + nx + 1, k + nx)``
 (counter-clockwise seen from +z), so an ``nx`` x ``ny`` grid gives ``(nx - 1) * (ny - 1)`` quads:
-any grid, not only square ones. The ``z`` values go through the reference's steps (REFERENCE.md
-section 9.6): optional resampling on an ``interp`` x ``interp`` grid, clipping at ``zmax``, then
-``z = ln(z + 0.1)`` with ``log``.
+any grid, not only square ones. The ``z`` values go through the reference's steps: optional
+resampling on an ``interp`` x ``interp`` grid, clipping at ``zmax``, then ``z = ln(z + 0.1)``
+with ``log``.
 
 Points that are not computed or not finite (NaN; inf when not clipped) are dropped with every
 quad that touches them, so a mesh never holds NaN coordinates.
 """
 from __future__ import annotations
 
-import contextlib
 import io
-import os
 from dataclasses import dataclass
 
 import numpy as np
 
+from ._files import write_text
 from .errors import UsageError
 
 LOG_SHIFT = 0.1  # z = ln(z + 0.1), as the reference
@@ -139,7 +138,7 @@ def write_vtp(path: str, mesh: Mesh) -> None:
     _data_array(out, "Int64", "connectivity", mesh.quads, 1)
     _data_array(out, "Int64", "offsets", 4 * np.arange(1, m + 1, dtype=np.int64), 1)
     out.write('      </Polys>\n    </Piece>\n  </PolyData>\n</VTKFile>\n')
-    _write_atomic(path, out.getvalue())
+    write_text(path, out.getvalue())
 
 
 def _data_array(out: io.StringIO, vtk_type: str, name: str, values: np.ndarray, components: int) -> None:
@@ -165,25 +164,4 @@ def write_obj(path: str, mesh: Mesh) -> None:
     np.savetxt(out, mesh.points, fmt="v %.9g %.9g %.9g")
     if len(mesh.quads):
         np.savetxt(out, mesh.quads + 1, fmt="f %d %d %d %d")
-    _write_atomic(path, out.getvalue())
-
-
-def _write_atomic(path: str, text: str) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-
-
-def mesh_name(surf_file: str, surf_name: str, *, zmax: float | None, log: bool, suffix: str = ".vtp") -> str:
-    """The reference's name: ``surf + '_' + surf_name + ['_zmax=' + str(zmax)] + ['_log'] + '.vtp'``."""
-    name = f"{surf_file}_{surf_name}"
-    if zmax is not None:
-        name += f"_zmax={float(zmax)}"
-    if log:
-        name += "_log"
-    return name + suffix
+    write_text(path, out.getvalue())

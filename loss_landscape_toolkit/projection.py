@@ -1,6 +1,6 @@
 """PCA directions of an optimization path, and the path projected onto two directions.
 
-Figure 10 of the paper (REFERENCE.md section 10): stack the checkpoints of a training run as
+Figure 10 of the paper: stack the checkpoints of a training run as
 rows ``checkpoint - final`` (one float64 entry per weight), take the top two principal
 components of those rows as the x and y directions, and give every checkpoint its coordinates
 in that plane. ``plot_surface.py --dir_file <directions.h5> --proj_file <proj file>`` then draws
@@ -22,34 +22,32 @@ with dim <= 1 (biases, BatchNorm) from the PCA; their directions are zero.
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-from . import h5io as h5_util
-from .models import loading as model_loader
-from . import directions as net_plotter
+from . import h5io
+from ._naming import checkpoint_path, proj_file_name
+from ._options import IGNORES, PROJ_METHODS
+from .directions import cosine_similarity, load_directions, named_tensors, save_directions, tensors_of
 from .errors import FileFormatError, ModelError, UsageError
+from .models.loading import load_checkpoint_state, load_state_into, state_fingerprint
 
 __all__ = [
-    "PROJ_METHODS",
     "SIGN_CONVENTION",
     "Note",
     "checkpoint_epochs",
-    "checkpoint_path",
     "find_checkpoints",
     "saved_epochs",
-    "pca_dir_file",
-    "proj_file_name",
     "Flattener",
     "PCAResult",
     "pca",
     "load_into",
+    "Trajectory",
     "trajectory_matrix",
     "pca_directions",
     "Projector",
@@ -58,7 +56,6 @@ __all__ = [
     "setup_projection",
 ]
 
-PROJ_METHODS = ("cos", "lstsq")
 SIGN_CONVENTION = ("each PC is oriented so that the first checkpoint has a negative coordinate on it "
                    "(the path runs towards the final model at the origin); if that coordinate is "
                    "exactly 0, so that the PC's largest-magnitude entry is positive")
@@ -85,11 +82,6 @@ def checkpoint_epochs(start_epoch: int, max_epoch: int, save_epoch: int) -> list
     if epochs[-1] != max_epoch:
         epochs.append(max_epoch)
     return epochs
-
-
-def checkpoint_path(model_folder: str, epoch: int, *, prefix: str, suffix: str) -> str:
-    """``{model_folder}/{prefix}{epoch}{suffix}``."""
-    return os.path.join(model_folder, f"{prefix}{epoch}{suffix}")
 
 
 def find_checkpoints(model_folder: str, epochs: Sequence[int], *, prefix: str, suffix: str) -> list[str]:
@@ -132,17 +124,6 @@ def _epoch_list(epochs: Sequence[int], limit: int = 12) -> str:
     return f"{head}, ..., {epochs[-1]} ({len(epochs)} files)"
 
 
-def pca_dir_file(model_folder: str, *, dir_type: str, ignore: str, save_epoch: int) -> str:
-    """``{model_folder}/PCA_{dir_type}[_ignore={ignore}]_save_epoch={n}/directions.h5``."""
-    folder = f"PCA_{dir_type}" + (f"_ignore={ignore}" if ignore not in ("", "none") else "")
-    return os.path.join(model_folder, f"{folder}_save_epoch={save_epoch}", "directions.h5")
-
-
-def proj_file_name(dir_file: str, method: str) -> str:
-    """``{dir_file}_proj_{method}.h5``."""
-    return f"{dir_file}_proj_{method}.h5"
-
-
 # --------------------------------------------------------------------------- flat vectors
 class Flattener:
     """Maps the tensors of a network (one ``dir_type``) to one float64 vector and back.
@@ -153,8 +134,8 @@ class Flattener:
     """
 
     def __init__(self, named: Sequence[tuple[str, torch.Tensor]], *, ignore: str = "none"):
-        if ignore not in net_plotter.IGNORES:
-            raise ValueError(f"ignore must be one of {net_plotter.IGNORES}, got {ignore!r}")
+        if ignore not in IGNORES:
+            raise ValueError(f"ignore must be one of {IGNORES}, got {ignore!r}")
         self.shapes = [tuple(t.shape) for _, t in named]
         self.dtypes = [t.dtype for _, t in named]
         self.parts: list[tuple[int, int, int]] = []  # (tensor index, start, stop) in the vector
@@ -258,41 +239,70 @@ def _r_factor(matrix: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- the trajectory
 def load_into(model: nn.Module, path: str) -> None:
     """Load a checkpoint into ``model``, with the toolkit's checks and one-line errors."""
-    model_loader.load_state_into(model, model_loader.load_checkpoint_state(path), source=path)
+    load_state_into(model, load_checkpoint_state(path), source=path)
 
 
-def trajectory_matrix(model: nn.Module, files: Sequence[str], *, final_file: str, dir_type: str,
-                      ignore: str = "none", note: Note | None = None) -> tuple[np.ndarray, Flattener]:
+class Trajectory:
+    """The checkpoints of a training path, one model to read them into, and the final model.
+
+    The final checkpoint (the last file, the origin of the plane) is read from disk once, here;
+    :meth:`at_final` puts it back into the model from memory, and :meth:`each` walks the path
+    reading every other checkpoint once.
+    """
+
+    def __init__(self, model: nn.Module, files: Sequence[str], epochs: Sequence[int]):
+        if len(files) != len(epochs) or not files:
+            raise ValueError(f"need one file per epoch, got {len(files)} files for {len(epochs)} epochs")
+        self.model, self.files, self.epochs = model, list(files), list(epochs)
+        self.final_file = self.files[-1]
+        self._final_state = load_checkpoint_state(self.final_file)
+        self.final_fingerprint = state_fingerprint(self.at_final())
+
+    def at_final(self) -> nn.Module:
+        """The model, holding the final weights."""
+        load_state_into(self.model, self._final_state, source=self.final_file)
+        return self.model
+
+    def each(self) -> Iterator[str]:
+        """Load every checkpoint into the model in turn, yielding its file."""
+        for path in self.files:
+            if path == self.final_file:
+                self.at_final()
+            else:
+                load_into(self.model, path)
+            yield path
+
+
+def trajectory_matrix(trajectory: Trajectory, *, dir_type: str, ignore: str = "none",
+                      note: Note | None = None) -> tuple[np.ndarray, Flattener]:
     """Rows ``checkpoint - final`` of every file, float64 ``(len(files), p)``, allocated once.
 
-    Leaves ``model`` holding the last file's weights.
+    Leaves the model holding the last file's weights, the final ones.
     """
-    load_into(model, final_file)
-    flat = Flattener(net_plotter.named_tensors(model, dir_type), ignore=ignore)
-    final = flat.flatten(net_plotter.tensors_of(model, dir_type))
-    matrix = np.empty((len(files), flat.size))
-    for i, path in enumerate(files):
+    model = trajectory.at_final()
+    flat = Flattener(named_tensors(model, dir_type), ignore=ignore)
+    final = flat.flatten(tensors_of(model, dir_type))
+    matrix = np.empty((len(trajectory.files), flat.size))
+    for i, path in enumerate(trajectory.each()):
         if note:
             note(f"reading {path}")
-        load_into(model, path)
-        flat.flatten_into(net_plotter.tensors_of(model, dir_type), matrix[i])
+        flat.flatten_into(tensors_of(model, dir_type), matrix[i])
         matrix[i] -= final
     return matrix, flat
 
 
-def pca_directions(model: nn.Module, files: Sequence[str], *, final_file: str, dir_type: str,
-                   ignore: str = "none", note: Note | None = None) -> tuple[list[list[torch.Tensor]], PCAResult]:
+def pca_directions(trajectory: Trajectory, *, dir_type: str, ignore: str = "none",
+                   note: Note | None = None) -> tuple[list[list[torch.Tensor]], PCAResult]:
     """The top two principal components of the checkpoints, as directions (lists of tensors
     shaped like the network's, in ``dir_type`` order).
 
     Raises:
         UsageError: fewer than 3 checkpoints, or all checkpoints equal.
     """
-    if len(files) < 3:
-        raise UsageError(f"PCA of a path needs at least 3 checkpoints, got {len(files)}; lower "
+    if len(trajectory.files) < 3:
+        raise UsageError(f"PCA of a path needs at least 3 checkpoints, got {len(trajectory.files)}; lower "
                          f"--save_epoch or widen --start_epoch..--max_epoch")
-    matrix, flat = trajectory_matrix(model, files, final_file=final_file, dir_type=dir_type,
-                                     ignore=ignore, note=note)
+    matrix, flat = trajectory_matrix(trajectory, dir_type=dir_type, ignore=ignore, note=note)
     try:
         result = pca(matrix)
     except ValueError as exc:
@@ -334,9 +344,8 @@ class Projector:
         return float(x), float(y)
 
 
-def project_trajectory(model: nn.Module, files: Sequence[str], *, final_file: str,
-                       directions: Sequence[Sequence[Any]], dir_type: str, method: str = "cos",
-                       note: Note | None = None) -> tuple[np.ndarray, np.ndarray]:
+def project_trajectory(trajectory: Trajectory, directions: Sequence[Sequence[Any]], *, dir_type: str,
+                       method: str = "cos", note: Note | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Coordinates of every checkpoint's ``checkpoint - final`` in the plane of ``directions``.
 
     The final model is at (0, 0). Every floating tensor takes part (directions of ignored
@@ -345,15 +354,14 @@ def project_trajectory(model: nn.Module, files: Sequence[str], *, final_file: st
     Returns:
         ``(xcoord, ycoord)``, float64, one entry per file.
     """
-    load_into(model, final_file)
-    flat = Flattener(net_plotter.named_tensors(model, dir_type))
-    final = flat.flatten(net_plotter.tensors_of(model, dir_type))
+    model = trajectory.at_final()
+    flat = Flattener(named_tensors(model, dir_type))
+    final = flat.flatten(tensors_of(model, dir_type))
     project = Projector(flat.flatten(directions[0]), flat.flatten(directions[1]), method=method)
-    xs, ys = np.empty(len(files)), np.empty(len(files))
+    xs, ys = np.empty(len(trajectory.files)), np.empty(len(trajectory.files))
     d = np.empty(flat.size)
-    for i, path in enumerate(files):
-        load_into(model, path)
-        flat.flatten_into(net_plotter.tensors_of(model, dir_type), d)
+    for i, path in enumerate(trajectory.each()):
+        flat.flatten_into(tensors_of(model, dir_type), d)
         d -= final
         xs[i], ys[i] = project(d)
         if note:
@@ -362,9 +370,8 @@ def project_trajectory(model: nn.Module, files: Sequence[str], *, final_file: st
 
 
 # --------------------------------------------------------------------------- files
-def setup_pca_directions(model: nn.Module, files: Sequence[str], epochs: Sequence[int], *,
-                         dir_file: str, dir_type: str, ignore: str, attrs: Mapping[str, Any],
-                         note: Note = print) -> bool:
+def setup_pca_directions(trajectory: Trajectory, *, dir_file: str, dir_type: str, ignore: str,
+                         attrs: Mapping[str, Any], note: Note = print) -> bool:
     """Create the PCA direction file, or check that the existing one was made from these
     checkpoints. Returns True if it was created.
 
@@ -376,20 +383,18 @@ def setup_pca_directions(model: nn.Module, files: Sequence[str], epochs: Sequenc
         FileFormatError: the existing file is not a PCA direction file, or was made from other
             checkpoints, settings or final weights (it is never overwritten).
     """
-    load_into(model, files[-1])
-    mine = _pca_identity(model, epochs, files, dir_type=dir_type, ignore=ignore)
+    mine = _pca_identity(trajectory, dir_type=dir_type, ignore=ignore)
     if os.path.exists(dir_file):
         _check_existing_pca(dir_file, mine)
         note(f"PCA directions: reusing {dir_file}")
         return False
-    directions, result = pca_directions(model, files, final_file=files[-1], dir_type=dir_type,
-                                        ignore=ignore, note=note)
-    cos = net_plotter.cosine_similarity(*directions)
+    directions, result = pca_directions(trajectory, dir_type=dir_type, ignore=ignore, note=note)
+    cos = cosine_similarity(*directions)
     note(f"angle between pc1 and pc2: cos = {cos:.3g}")
     note(f"explained_variance_ratio_: {result.explained_variance_ratio_}")
     os.makedirs(os.path.dirname(dir_file) or ".", exist_ok=True)
-    net_plotter.save_directions(
-        dir_file, directions, named=net_plotter.named_tensors(model, dir_type),
+    save_directions(
+        dir_file, directions, named=named_tensors(trajectory.at_final(), dir_type),
         attrs={**attrs, **mine, "sign_convention": SIGN_CONVENTION,
                "x_direction": "PC1 of (checkpoint - final) over the epochs",
                "y_direction": "PC2 of (checkpoint - final) over the epochs",
@@ -402,16 +407,15 @@ def setup_pca_directions(model: nn.Module, files: Sequence[str], epochs: Sequenc
     return True
 
 
-def _pca_identity(model: nn.Module, epochs: Sequence[int], files: Sequence[str], *, dir_type: str,
-                  ignore: str) -> dict[str, Any]:
-    """What makes two PCA direction files the same (``model`` holds the final weights)."""
-    return {"method": "pca", "dir_type": dir_type, "ignore": ignore, "epochs": list(epochs),
-            "model_files": [os.path.basename(f) for f in files], "final_model_file": files[-1],
-            "model_fingerprint": model_loader.state_fingerprint(model)}
+def _pca_identity(trajectory: Trajectory, *, dir_type: str, ignore: str) -> dict[str, Any]:
+    """What makes two PCA direction files the same."""
+    return {"method": "pca", "dir_type": dir_type, "ignore": ignore, "epochs": trajectory.epochs,
+            "model_files": [os.path.basename(f) for f in trajectory.files],
+            "final_model_file": trajectory.final_file, "model_fingerprint": trajectory.final_fingerprint}
 
 
 def _check_existing_pca(dir_file: str, mine: Mapping[str, Any]) -> None:
-    dfile = h5_util.read_direction_file(dir_file)
+    dfile = h5io.read_direction_file(dir_file)
     move = "move it away to compute new directions, or pass it as --dir_file to project onto it anyway"
     if len(dfile.directions) < 2 or "explained_variance_" not in dfile.extras:
         raise FileFormatError(f"{dir_file} exists but is not a PCA direction file (no "
@@ -420,8 +424,6 @@ def _check_existing_pca(dir_file: str, mine: Mapping[str, Any]) -> None:
         return  # a file of the reference code: reused as the reference does
     for key in ("dir_type", "ignore", "epochs", "model_fingerprint"):
         theirs = dfile.attrs.get(key)
-        if isinstance(theirs, str) and key == "epochs":
-            theirs = json.loads(theirs)
         if theirs is not None and theirs != mine[key]:
             what = {"model_fingerprint": ("other final weights (the checkpoint changed since)", "these"),
                     "epochs": (f"the checkpoints of epochs {_epoch_list(theirs)}",
@@ -429,49 +431,47 @@ def _check_existing_pca(dir_file: str, mine: Mapping[str, Any]) -> None:
             raise FileFormatError(f"{dir_file} was made from {what[0]}, not this run's ({what[1]}); {move}")
 
 
-def setup_projection(model: nn.Module, files: Sequence[str], epochs: Sequence[int], *, dir_file: str,
-                     dir_type: str, method: str, attrs: Mapping[str, Any], note: Note = print) -> tuple[str, bool]:
+def setup_projection(trajectory: Trajectory, *, dir_file: str, dir_type: str, method: str,
+                     attrs: Mapping[str, Any], note: Note = print) -> tuple[h5io.ProjectionFile, h5io.DirectionFile]:
     """Project the checkpoints onto the directions of ``dir_file`` into ``{dir_file}_proj_{method}.h5``,
     or check that the existing projection file is of these checkpoints and directions.
 
     The file holds ``proj_xcoord``, ``proj_ycoord`` (float64, one entry per checkpoint) and the
-    attribute ``epochs`` (JSON list, the epoch of each entry) besides ``attrs``.
+    attribute ``epochs`` (the epoch of each entry) besides ``attrs``.
 
     Returns:
-        ``(proj_file, created)``.
+        The projection (as written, or as read when reused) and the direction file.
 
     Raises:
         FileFormatError: a direction file that does not fit the model or has one direction, or
             an existing projection file of other checkpoints or directions.
     """
-    load_into(model, files[-1])
-    dfile = net_plotter.load_directions(dir_file, model, dir_type=dir_type, ndirections=2)
+    dfile = load_directions(dir_file, trajectory.at_final(), dir_type=dir_type, ndirections=2)
     proj_file = proj_file_name(dir_file, method)
-    mine = {"epochs": list(epochs), "dir_fingerprint": dfile.fingerprint, "method": method,
-            "model_fingerprint": model_loader.state_fingerprint(model)}
+    mine = {"epochs": trajectory.epochs, "dir_fingerprint": dfile.fingerprint, "method": method,
+            "model_fingerprint": trajectory.final_fingerprint}
     if os.path.exists(proj_file):
-        _check_existing_projection(proj_file, mine, len(files))
+        proj = _check_existing_projection(proj_file, mine, len(trajectory.files))
         note(f"projection: reusing {proj_file}")
-        return proj_file, False
-    xs, ys = project_trajectory(model, files, final_file=files[-1], directions=dfile.directions,
-                                dir_type=dir_type, method=method, note=note)
-    h5_util.write_projection_file(proj_file, xs, ys, attrs={
-        **attrs, **mine, "dir_file": dir_file, "dir_type": dir_type,
-        "model_files": [os.path.basename(f) for f in files], "final_model_file": files[-1]})
+        return proj, dfile
+    xs, ys = project_trajectory(trajectory, dfile.directions, dir_type=dir_type, method=method, note=note)
+    proj_attrs = {**attrs, **mine, "dir_file": dir_file, "dir_type": dir_type,
+                  "model_files": [os.path.basename(f) for f in trajectory.files],
+                  "final_model_file": trajectory.final_file}
+    h5io.write_projection_file(proj_file, xs, ys, attrs=proj_attrs)
     note(f"projection saved in: {proj_file}")
-    return proj_file, True
+    return h5io.ProjectionFile(proj_file, xs, ys, proj_attrs), dfile
 
 
-def _check_existing_projection(proj_file: str, mine: Mapping[str, Any], count: int) -> None:
-    proj = h5_util.read_projection_file(proj_file)
+def _check_existing_projection(proj_file: str, mine: Mapping[str, Any], count: int) -> h5io.ProjectionFile:
+    proj = h5io.read_projection_file(proj_file)
     move = "move it away to project again"
     if len(proj.xcoord) != count:
         raise FileFormatError(f"{proj_file} holds {len(proj.xcoord)} points but there are {count} "
                               f"checkpoints; {move}")
     for key in ("epochs", "dir_fingerprint", "model_fingerprint"):
         theirs = proj.attrs.get(key)
-        if isinstance(theirs, str) and key == "epochs":
-            theirs = json.loads(theirs)
         if theirs is not None and theirs != mine[key]:
             raise FileFormatError(f"{proj_file} was made with other {key.replace('_', ' ')} than this "
                                   f"run; {move}")
+    return proj

@@ -32,18 +32,18 @@ Two things live here, both shared by the plots and the mesh export:
 For a bowl ``L = a x^2 + b y^2`` on a grid through 0 these are: centre 0, widths
 ``2 sqrt(delta / a)`` and ``2 sqrt(delta / b)``, curvatures ``2a`` and ``2b`` (exact: the fit
 model contains the bowl), and a fraction close to the ellipse's area ``pi delta / sqrt(a b)``
-over the grid's area (tests/test_surface_stats.py derives the tolerances).
+over the grid's area (the tests derive their tolerances from these forms).
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
-from . import h5io as h5_util
+from . import h5io
+from ._files import writer_lock
 from .errors import FileFormatError, UsageError
 
 ERROR_KEYS = {"train_err": "train_acc", "test_err": "test_acc"}  # derived: 100 - accuracy
@@ -65,22 +65,22 @@ class Metric:
         return self.done & np.isfinite(self.values)
 
 
-def metric_group(name: str) -> h5_util.MetricGroup | None:
+def metric_group(name: str) -> h5io.MetricGroup | None:
     """The metric group whose completion mask applies to ``name`` (None: no placeholder)."""
-    for group in (h5_util.TRAIN, h5_util.TEST, h5_util.EIG):
+    for group in (h5io.TRAIN, h5io.TEST, h5io.EIG):
         if name in group.keys:
             return group
     return None
 
 
-def available_metrics(surface: h5_util.SurfaceFile) -> list[str]:
+def available_metrics(surface: h5io.SurfaceFile) -> list[str]:
     """Names :func:`get_metric` accepts for this file, stored arrays and derived ones."""
     names = set(surface.arrays)
     names.update(err for err, acc in ERROR_KEYS.items() if acc in surface.arrays)
     return sorted(names)
 
 
-def get_metric(surface: h5_util.SurfaceFile, name: str) -> Metric:
+def get_metric(surface: h5io.SurfaceFile, name: str) -> Metric:
     """The array ``name`` of ``surface``, with points not computed set to NaN.
 
     Raises:
@@ -100,13 +100,13 @@ def get_metric(surface: h5_util.SurfaceFile, name: str) -> Metric:
     return Metric(name, np.where(done, values, np.nan), done.copy())
 
 
-def loss_names(surface: h5_util.SurfaceFile) -> list[str]:
+def loss_names(surface: h5io.SurfaceFile) -> list[str]:
     """The loss arrays of a file (``train_loss``, ``test_loss``, ... in that order)."""
     first = [k for k in ("train_loss", "test_loss") if k in surface.arrays]
     return first + sorted(k for k in surface.arrays if k.endswith("_loss") and k not in first)
 
 
-def centre_index(surface: h5_util.SurfaceFile) -> tuple[int, ...]:
+def centre_index(surface: h5io.SurfaceFile) -> tuple[int, ...]:
     """Index of the grid point nearest the origin: ``(ix,)`` in 1D, ``(iy, ix)`` in 2D."""
     ix = int(np.abs(surface.xcoordinates).argmin())
     if surface.ycoordinates is None:
@@ -114,7 +114,7 @@ def centre_index(surface: h5_util.SurfaceFile) -> tuple[int, ...]:
     return (int(np.abs(surface.ycoordinates).argmin()), ix)
 
 
-def completion_summary(surface: h5_util.SurfaceFile) -> str:
+def completion_summary(surface: h5io.SurfaceFile) -> str:
     """One line per loss array: how many points are done, the loss and accuracy at the centre,
     and where the minimum and maximum are (what a run prints when it ends)."""
     x, y = surface.xcoordinates, surface.ycoordinates
@@ -142,7 +142,7 @@ def completion_summary(surface: h5_util.SurfaceFile) -> str:
             text += f"; {nonfinite} NaN/inf point(s)"
         lines.append(text)
     if "max_eig" in surface.arrays:
-        done = surface.done_mask(h5_util.EIG)
+        done = surface.done_mask(h5io.EIG)
         text = f"max_eig/min_eig: {int(done.sum())}/{done.size} points done"
         if done[centre]:
             hi, lo = surface.arrays["max_eig"][centre], surface.arrays["min_eig"][centre]
@@ -197,12 +197,12 @@ class SurfaceStats:
         return _json_safe(asdict(self))
 
 
-def surface_stats(surface: h5_util.SurfaceFile, name: str = "train_loss", *, delta: float = 0.1,
+def surface_stats(surface: h5io.SurfaceFile, name: str = "train_loss", *, delta: float = 0.1,
                   fit_points: int = 2, level: float | None = None) -> SurfaceStats:
     """Comparable numbers of the loss array ``name`` (definitions in the module docstring).
 
     Args:
-        surface: a surface file read by :func:`h5_util.read_surface_file`.
+        surface: a surface file read by :func:`h5io.read_surface_file`.
         name: the array (any name :func:`get_metric` accepts).
         delta: the width and default fraction level are centre value + ``delta``.
         fit_points: grid steps from the centre, per axis, used by the quadratic fit.
@@ -335,21 +335,21 @@ def save_stats(path: str, stats: list[SurfaceStats]) -> None:
     Raises:
         FileFormatError: the file is being written by a running job, or cannot be updated.
     """
-    attrs = {STATS_ATTR_PREFIX + s.name: json.dumps(s.as_dict()) for s in stats}
+    attrs = {STATS_ATTR_PREFIX + s.name: s.as_dict() for s in stats}
     try:
-        with h5_util.writer_lock(path):
-            h5_util.update_surface_file(path, attrs=attrs)
+        with writer_lock(path):
+            h5io.update_surface_file(path, attrs=attrs)
     except OSError as exc:  # read-only folder or file: the plots are still made
         raise FileFormatError(f"cannot store the summary in {path}: {exc.strerror or exc}") from None
 
 
-def summarize_file(surf_file: str, *, save: bool = False, level: float | None = None) -> str:
+def summarize(surface: h5io.SurfaceFile, *, save: bool = False, level: float | None = None) -> str:
     """The comparable numbers of every loss array of a file, as text; stored too with ``save``.
 
     Raises:
-        FileFormatError: not a readable surface file, or (``save``) it cannot be updated.
+        FileFormatError: (``save``) the file cannot be updated.
     """
-    surface = h5_util.read_surface_file(surf_file)
+    surf_file = surface.path
     summaries = [surface_stats(surface, name, level=level) for name in loss_names(surface)]
     lines = [format_stats(s) for s in summaries] or [f"{surf_file} has no loss arrays to summarize"]
     if save and summaries:

@@ -5,8 +5,8 @@
 code's. Example::
 
     import numpy as np
-    from .models import create_model
-    from .surface import compute_surface
+    from loss_landscape_toolkit.models import create_model
+    from loss_landscape_toolkit.surface import compute_surface
 
     net = create_model("resnet20")            # or your own nn.Module, trained
     surf = compute_surface(net, (images, labels),            # tensors, a Dataset or EvalData
@@ -25,14 +25,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import h5io as h5_util
+from . import h5io
+from ._seeds import direction_seed
+from .directions import PlaneSetter, create_random_direction, tensors_of
 from .errors import UsageError
 from .evaluation import Batches, evaluate, evaluate_many, make_batches, prepare_model
-from .parallel.grid import GridStats, PointFn, PointsFn, Poll, per_point, run_grid
 from .h5io import TEST, TRAIN
-from .parallel.world import World
-from .directions import PlaneSetter, create_random_direction, direction_seed, tensors_of
+from .models.loading import state_fingerprint
+from .parallel.grid import GridStats, PointFn, PointsFn, Poll, per_point, run_grid
 from .parallel.scheduler import WorkItem, point_coordinates
+from .parallel.world import World
 
 GROUPS = {"train": TRAIN, "test": TEST}
 
@@ -64,8 +66,6 @@ def same_model_on_all_ranks(world: World, model: nn.Module) -> str:
     Ranks that built a model with another random initialisation (or loaded other weights)
     receive rank 0's state_dict. A collective: every rank must call it.
     """
-    from .models.loading import state_fingerprint
-
     fingerprint = state_fingerprint(model)
     fingerprints = world.allgather(fingerprint)
     if len(set(fingerprints)) > 1:
@@ -184,7 +184,7 @@ def compute_surface(model: nn.Module, data: Any, *, x: Sequence[float], y: Seque
     Args:
         model: the centre of the plot (theta*); it is moved during the run and put back after.
         data: evaluation data: ``(inputs, labels)`` tensors, a torch Dataset of pairs, or a
-            ``dataloader.EvalData``. It is moved to ``device`` once and used as given (no
+            ``data.EvalData``. It is moved to ``device`` once and used as given (no
             normalization is added).
         x, y: coordinates along the first (and second) direction; ``y=None`` gives a 1D curve.
         test_data: optional second dataset, giving ``test_loss``/``test_acc`` too.
@@ -199,7 +199,7 @@ def compute_surface(model: nn.Module, data: Any, *, x: Sequence[float], y: Seque
         device: where to evaluate; default: the model's device.
         surf_file: write the surface file there (resuming it if it exists with the same grid);
             default: a temporary file, deleted after reading it back.
-        world: an MPI world from ``mpi_util.detect_world`` to share the points among ranks.
+        world: an MPI world from ``parallel.world.detect_world`` to share the points among ranks.
         progress: show a progress bar.
         channels_last, compile: speed options (NHWC memory format, ``torch.compile``); both
             change results only at float rounding level.
@@ -227,7 +227,7 @@ def compute_surface(model: nn.Module, data: Any, *, x: Sequence[float], y: Seque
                       for _ in range(1 if ys is None else 2)]
     with _surface_path(surf_file, world) as path:
         if world.is_root and not os.path.exists(path):
-            h5_util.create_surface_file(path, dir_file="", xcoordinates=xs, ycoordinates=ys,
+            h5io.create_surface_file(path, dir_file="", xcoordinates=xs, ycoordinates=ys,
                                         attrs={"created_by": "surface.compute_surface"})
         world.barrier()
         stats = run_surface(world=world, model=model, directions=directions, dir_type=dir_type,
@@ -236,7 +236,7 @@ def compute_surface(model: nn.Module, data: Any, *, x: Sequence[float], y: Seque
                             compile=compile, bf16=bf16, points_per_forward=points_per_forward)
         values = {}
         if world.is_root:
-            surface = h5_util.read_surface_file(path)
+            surface = h5io.read_surface_file(path)
             values = {k: v for k, v in surface.arrays.items()
                       if k in GROUPS["train"].keys + GROUPS["test"].keys}
     return Surface(xs, ys, values, surf_file, stats)
@@ -263,7 +263,7 @@ def _surface_path(surf_file: str | None, world: World):
 
 def _evalset(data: Any, batch_size: int, device: Any, num_classes: int | None,
              channels_last: bool) -> EvalSet:
-    if hasattr(data, "x") and hasattr(data, "y"):  # dataloader.EvalData
+    if hasattr(data, "x") and hasattr(data, "y"):  # data.EvalData
         inputs, labels = data.x, data.y
         num_classes = num_classes or getattr(data, "num_classes", None)
     elif isinstance(data, (tuple, list)) and len(data) == 2 and torch.is_tensor(data[0]):

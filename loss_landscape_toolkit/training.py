@@ -1,4 +1,4 @@
-"""The paper's training recipe (REFERENCE.md section 13) as a library; ``cifar10/main.py`` is its CLI.
+"""The paper's training recipe as a library; ``cifar10/main.py`` is its command line.
 
 SGD with Nesterov momentum (or Adam) and weight decay; the learning rate is multiplied by
 ``lr_decay`` after epochs 150, 225 and 275; random crops with 4 pixels of zero padding and
@@ -24,12 +24,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._files import replacing
+from ._naming import checkpoint_names
+from ._options import LOSSES, OPTIMIZERS
+from ._seeds import epoch_seed
 from .data import EvalData, TrainingData, normalize_
 from .errors import DataError, ModelError, UsageError
-from .evaluation import LOSSES, evaluate, loss_sum, make_batches
-from .directions import safe_tag
+from .evaluation import evaluate, loss_sum, make_batches
+from .models.loading import load_checkpoint_state, load_state_into
 
-OPTIMIZERS = ("sgd", "adam")
 DECAY_EPOCHS = (150, 225, 275)  # the reference's learning-rate milestones
 EXTRA_SAVE_EPOCH = 150  # the reference also keeps the model at the first decay
 CROP_PADDING = 4
@@ -68,48 +71,6 @@ def is_save_epoch(epoch: int, save_epoch: int) -> bool:
     """Whether the reference keeps a checkpoint at ``epoch``: 0 (the initialisation), 1,
     every multiple of ``save_epoch``, and 150."""
     return epoch in (0, 1) or epoch % save_epoch == 0 or epoch == EXTRA_SAVE_EPOCH
-
-
-def checkpoint_names(epoch: int) -> tuple[str, str]:
-    """File names of the model and optimizer checkpoints of ``epoch``."""
-    return f"model_{epoch}.t7", f"opt_state_{epoch}.t7"
-
-
-def save_folder_name(*, model: str, optimizer: str, lr: float, lr_decay: float, batch_size: int,
-                     weight_decay: float, momentum: float, save_epoch: int,
-                     loss_name: str = "crossentropy", noaug: bool = False, raw_data: bool = False,
-                     label_corrupt_prob: float = 0.0, ngpu: int = 1, idx: int = 0,
-                     dataset: str = "cifar10") -> str:
-    """The reference's save-folder name (REFERENCE.md section 13), e.g.
-    ``resnet56_sgd_lr=0.1_bs=128_wd=0.0005_mom=0.9_save_epoch=10``.
-
-    Two additions: ``_dataset=NAME`` when the data is not CIFAR-10 (so runs on other data never
-    share a folder), and a model spec ``path/file.py:fn`` written as ``file.py-fn``.
-    """
-    name = f"{safe_tag(model)}_{optimizer}_lr={lr}"
-    if lr_decay != 0.1:
-        name += f"_lr_decay={lr_decay}"
-    name += f"_bs={batch_size}_wd={weight_decay}_mom={momentum}_save_epoch={save_epoch}"
-    if loss_name != "crossentropy":
-        name += f"_loss={loss_name}"
-    if noaug:
-        name += "_noaug"
-    if raw_data:
-        name += "_rawdata"
-    if label_corrupt_prob > 0:
-        name += f"_randlabel={label_corrupt_prob}"
-    if ngpu > 1:
-        name += f"_ngpu={ngpu}"
-    if idx:
-        name += f"_idx={idx}"
-    if dataset.strip().lower() != "cifar10":
-        name += f"_dataset={safe_tag(dataset)}"
-    return name
-
-
-def epoch_seed(seed: int, epoch: int) -> int:
-    """Seed of the generator that shuffles and augments epoch ``epoch`` of a run with ``seed``."""
-    return int(np.random.SeedSequence([seed, epoch]).generate_state(1, dtype=np.uint64)[0] >> 1)
 
 
 # --------------------------------------------------------------------------- data
@@ -223,14 +184,9 @@ def _bare(model: nn.Module) -> nn.Module:
 
 
 def _atomic_save(obj: object, path: str) -> None:
-    """torch.save to a temporary name, then rename: a kill leaves no half-written checkpoint."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
+    """torch.save under a temporary name, then rename: a kill leaves no half-written checkpoint."""
+    with replacing(path, sync=False) as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def save_checkpoint(folder: str, epoch: int, *, model: nn.Module, optimizer: torch.optim.Optimizer,
@@ -265,15 +221,13 @@ def resume_model(model: nn.Module, path: str) -> int:
     Raises:
         ModelError: missing or unreadable file, no ``epoch`` entry, or weights of another model.
     """
-    from .models import loading as model_loader
-
     ckpt = _load_dict(path, "epoch", "--resume_model")
     epoch = ckpt["epoch"]
     if isinstance(epoch, torch.Tensor):
         epoch = epoch.item()
     if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or epoch < 0:
         raise ModelError(f"--resume_model {path}: its 'epoch' entry is {epoch!r}, expected an integer >= 0")
-    model_loader.load_state_into(_bare(model), model_loader.load_checkpoint_state(path), source=path)
+    load_state_into(_bare(model), load_checkpoint_state(path), source=path)
     return int(epoch) + 1
 
 

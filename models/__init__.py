@@ -2,5 +2,5 @@
 
 A thin re-export of `loss_landscape_toolkit.models`; new code imports the package.
 """
-from loss_landscape_toolkit.models import *  # noqa: F401,F403
-from loss_landscape_toolkit.models import __all__  # noqa: F401
+from loss_landscape_toolkit.models import *
+from loss_landscape_toolkit.models import __all__ as __all__

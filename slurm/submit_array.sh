@@ -10,6 +10,7 @@ N=$1
 shift
 HERE=$(cd "$(dirname "$0")" && pwd)
 export LANDSCAPE_HOME=${LANDSCAPE_HOME:-$(dirname "$HERE")}   # the jobs inherit it
+export LANDSCAPE_DATAPATH=${LANDSCAPE_DATAPATH:-$LANDSCAPE_HOME/cifar10/data}
 PYTHON=${PYTHON:-$LANDSCAPE_HOME/.venv/bin/python}
 # shellcheck disable=SC2086
 ARRAY=$(sbatch --parsable ${SBATCH_ARGS:-} --array=0-$((N - 1)) "$HERE/plot_surface_array.sbatch" "$@")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,10 +12,13 @@ import torch
 from torch import nn
 
 ROOT = Path(__file__).resolve().parent.parent
-DATA = Path(__file__).resolve().parent / "data"
+DATA = Path(__file__).resolve().parent / "fixtures"
 TINY_MODEL = f"{DATA / 'tiny_model.py'}:tiny"
 SLOW_MODEL = f"{DATA / 'tiny_model.py'}:slow"
 MPIRUN = Path(sys.executable).parent / "mpirun"
+# a line of the training log, in the reference's format
+LOG_LINE = re.compile(r"^e: (\d+) loss: \d+\.\d{5} train_err: \d+\.\d{3} test_top1: (\d+\.\d{3}) "
+                      r"test_loss \d+\.\d{5} $")
 # common flags of CLI tests: a tiny conv net on the digits data, one thread (reproducible sums)
 BASE = ["--model", TINY_MODEL, "--dataset", "digits", "--no_progress", "--threads", "1"]
 
@@ -67,12 +71,25 @@ def small_data() -> tuple[torch.Tensor, torch.Tensor]:
     return make_small_data()
 
 
+_current_test: list = [None]
+
+
+@pytest.fixture(autouse=True)
+def _remember_test(request):
+    """The running test's node, so that run_script can check its markers."""
+    _current_test[0] = request.node
+    yield
+    _current_test[0] = None
+
+
 def run_script(script: str, *args: str, cwd: Path, nproc: int = 0, timeout: float = 120,
                env: dict | None = None) -> subprocess.CompletedProcess:
     """Run ``script`` (a file at the project root) with the test interpreter, optionally under
     ``mpirun -n nproc``, and return the finished process (text output captured)."""
     cmd = [sys.executable, str(ROOT / script), *args]
     if nproc:
+        node = _current_test[0]
+        assert node is None or node.get_closest_marker("mpi"), f"{node.name} starts mpirun: mark it mpi"
         cmd = [str(MPIRUN), "-n", str(nproc), *cmd]
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     return subprocess.run(cmd, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)

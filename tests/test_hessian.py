@@ -1,4 +1,4 @@
-"""Hessian numerics against an independent dense reference, all in float64 on tiny nets.
+"""loss_landscape_toolkit.hessian against an independent dense reference, in float64 on tiny nets.
 
 The reference is ``torch.func.hessian`` of the mean loss written directly with
 ``F.cross_entropy`` / ``F.mse_loss`` over all samples at once, as a function of the flat chosen
@@ -16,11 +16,20 @@ import torch.nn.functional as F
 from scipy.sparse.linalg import LinearOperator, eigsh
 from torch import nn
 
-from loss_landscape_toolkit import hessian
 from loss_landscape_toolkit.evaluation import make_batches
-from loss_landscape_toolkit.hessian import (HessianOperator, cast_model_and_batches, extreme_eigenvalues,
-                     hutchinson_trace, reference_extreme_eigenvalues, spectral_density,
-                     top_eigenvalues)
+from loss_landscape_toolkit.hessian import (
+    EIGEN_METHODS,
+    HVP_MODES,
+    PARAM_SETS,
+    HessianOperator,
+    cast_model_and_batches,
+    eigen,
+    extreme_eigenvalues,
+    hutchinson_trace,
+    reference_extreme_eigenvalues,
+    spectral_density,
+    top_eigenvalues,
+)
 
 
 # --------------------------------------------------------------------------- tiny cases
@@ -141,8 +150,8 @@ def one_thread():
 
 
 # --------------------------------------------------------------------------- products
-@pytest.mark.parametrize("mode", hessian.HVP_MODES)
-@pytest.mark.parametrize("params", hessian.PARAM_SETS)
+@pytest.mark.parametrize("mode", HVP_MODES)
+@pytest.mark.parametrize("params", PARAM_SETS)
 @pytest.mark.parametrize("kind", ["mlp", "conv"])
 def test_hvp_equals_dense_hessian_times_v(kind, params, mode):
     model, batches, x, y = tiny_case(kind)
@@ -301,7 +310,7 @@ def eig_case(request):
     return request.param, model, batches, exact.numpy()
 
 
-@pytest.mark.parametrize("method", hessian.EIGEN_METHODS)
+@pytest.mark.parametrize("method", EIGEN_METHODS)
 def test_extreme_eigenvalues_match_dense_eigh(eig_case, method):
     _, model, batches, exact = eig_case
     op = HessianOperator(model, batches, num_classes=3, **FAST)
@@ -363,8 +372,8 @@ def test_lookahead_catches_an_extreme_eigenvalue_that_surfaces_late(monkeypatch)
     op = HessianOperator(model, batches, num_classes=3, **FAST)
     found = extreme_eigenvalues(op, tol=1e-3, start=start)
     assert found.converged and abs(found.lambda_min - float(values[0])) <= 1e-3 * scale
-    monkeypatch.setattr(hessian, "LOOKAHEAD_MIN", 0)
-    monkeypatch.setattr(hessian, "LOOKAHEAD_FRACTION", 0.0)
+    monkeypatch.setattr(eigen, "LOOKAHEAD_MIN", 0)
+    monkeypatch.setattr(eigen, "LOOKAHEAD_FRACTION", 0.0)
     fooled = extreme_eigenvalues(op, tol=1e-3, start=start)
     assert fooled.hvps == 2 and abs(fooled.lambda_min - float(values[1])) <= 1e-3 * scale
 

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import ast
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import DATA, ROOT
 
 PACKAGE = "loss_landscape_toolkit"
@@ -56,9 +56,12 @@ def test_ci_runs_the_readme_test_command():
 def test_installed_package_ignores_the_users_own_modules(tmp_path: Path):
     """`pip install --target` gives one top-level package; run from a folder holding files named
     like the old top-level modules, the installed toolkit still imports its own code."""
-    target = tmp_path / "site"
+    target, source = tmp_path / "site", tmp_path / "source"
+    # a copy of the project, so the build leaves nothing in the checkout
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".venv", ".git", "tests", "build", "*.egg-info",
+                                                                "__pycache__", "demo_out"))
     pip = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
-                          "--no-build-isolation", "--target", str(target), str(ROOT)],
+                          "--no-build-isolation", "--target", str(target), str(source)],
                          capture_output=True, text=True, timeout=600)
     assert pip.returncode == 0, pip.stderr
     entries = sorted(p.name for p in target.iterdir() if not p.name.endswith(".dist-info"))

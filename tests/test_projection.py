@@ -1,18 +1,17 @@
 """PCA directions and projections (projection.py), checked against independent computations."""
 from __future__ import annotations
 
-import json
 import tracemalloc
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-
-from loss_landscape_toolkit import h5io as h5_util
-from loss_landscape_toolkit import directions as net_plotter
-from loss_landscape_toolkit import projection
 from conftest import SmallConvNet, make_small_net
+
+from loss_landscape_toolkit import directions as net_plotter
+from loss_landscape_toolkit import h5io, projection
+from loss_landscape_toolkit._naming import pca_dir_file
 from loss_landscape_toolkit.errors import FileFormatError, ModelError, UsageError
 
 
@@ -153,20 +152,25 @@ def test_pca_directions_and_projection_of_a_path(tmp_path, dir_type):
     epochs = projection.checkpoint_epochs(0, 7, 1)
     files = projection.find_checkpoints(str(tmp_path), epochs, prefix="model_", suffix=".t7")
     net = SmallConvNet()
-    dir_file = projection.pca_dir_file(str(tmp_path), dir_type=dir_type, ignore="none", save_epoch=1)
+    trajectory = projection.Trajectory(net, files, epochs)
+    dir_file = pca_dir_file(str(tmp_path), dir_type=dir_type, ignore="none", save_epoch=1)
     assert dir_file == str(tmp_path / f"PCA_{dir_type}_save_epoch=1" / "directions.h5")
-    assert projection.setup_pca_directions(net, files, epochs, dir_file=dir_file, dir_type=dir_type,
+    assert projection.setup_pca_directions(trajectory, dir_file=dir_file, dir_type=dir_type,
                                            ignore="none", attrs={"command": "test"}, note=lambda s: None)
-    dfile = h5_util.read_direction_file(dir_file)
+    dfile = h5io.read_direction_file(dir_file)
     assert dfile.extras["explained_variance_ratio_"].sum() == pytest.approx(1.0, abs=1e-6)
     assert dfile.attrs["dir_type"] == dir_type and dfile.attrs["method"] == "pca"
-    proj_file, created = projection.setup_projection(net, files, epochs, dir_file=dir_file, dir_type=dir_type,
-                                                     method="cos", attrs={}, note=lambda s: None)
-    assert created and proj_file == dir_file + "_proj_cos.h5"
-    proj = h5_util.read_projection_file(proj_file)
+    made, _ = projection.setup_projection(trajectory, dir_file=dir_file, dir_type=dir_type,
+                                          method="cos", attrs={}, note=lambda s: None)
+    assert made.path == dir_file + "_proj_cos.h5"
+    proj = h5io.read_projection_file(made.path)
+    assert np.array_equal(proj.xcoord, made.xcoord) and proj.attrs["epochs"] == made.attrs["epochs"]
+    reused, _ = projection.setup_projection(trajectory, dir_file=dir_file, dir_type=dir_type,
+                                            method="cos", attrs={}, note=lambda s: None)
+    assert np.array_equal(reused.ycoord, made.ycoord)
     assert (proj.xcoord[-1], proj.ycoord[-1]) == (0.0, 0.0)  # the final model is the origin
     assert proj.xcoord[0] < 0 and proj.ycoord[0] < 0  # the sign convention
-    assert json.loads(proj.attrs["epochs"]) == epochs
+    assert proj.attrs["epochs"] == epochs
     # x * pc1 + y * pc2 gives back every checkpoint - final (the path lies in the PCA plane)
     flat = projection.Flattener(net_plotter.named_tensors(make_small_net(), dir_type))
     pc1, pc2 = flat.flatten(dfile.directions[0]), flat.flatten(dfile.directions[1])
@@ -184,11 +188,12 @@ def test_ignore_biasbn_zeroes_one_dimensional_directions(tmp_path):
     _write_path(tmp_path)
     epochs = projection.checkpoint_epochs(0, 7, 1)
     files = projection.find_checkpoints(str(tmp_path), epochs, prefix="model_", suffix=".t7")
-    dir_file = projection.pca_dir_file(str(tmp_path), dir_type="weights", ignore="biasbn", save_epoch=1)
+    dir_file = pca_dir_file(str(tmp_path), dir_type="weights", ignore="biasbn", save_epoch=1)
     assert "PCA_weights_ignore=biasbn_save_epoch=1" in dir_file
-    projection.setup_pca_directions(SmallConvNet(), files, epochs, dir_file=dir_file, dir_type="weights",
+    projection.setup_pca_directions(projection.Trajectory(SmallConvNet(), files, epochs), dir_file=dir_file,
+                                    dir_type="weights",
                                     ignore="biasbn", attrs={}, note=lambda s: None)
-    dfile = h5_util.read_direction_file(dir_file)
+    dfile = h5io.read_direction_file(dir_file)
     for direction in dfile.directions:
         assert all(np.all(d == 0) for d in direction if d.ndim <= 1)
         assert any(np.any(d != 0) for d in direction if d.ndim > 1)
@@ -209,12 +214,29 @@ def test_existing_files_are_reused_or_refused_never_overwritten(tmp_path):
     _write_path(tmp_path)
     epochs = projection.checkpoint_epochs(0, 7, 1)
     files = projection.find_checkpoints(str(tmp_path), epochs, prefix="model_", suffix=".t7")
-    dir_file = projection.pca_dir_file(str(tmp_path), dir_type="weights", ignore="none", save_epoch=1)
+    dir_file = pca_dir_file(str(tmp_path), dir_type="weights", ignore="none", save_epoch=1)
     kw = dict(dir_file=dir_file, dir_type="weights", ignore="none", attrs={}, note=lambda s: None)
-    assert projection.setup_pca_directions(SmallConvNet(), files, epochs, **kw)
+    assert projection.setup_pca_directions(projection.Trajectory(SmallConvNet(), files, epochs), **kw)
     before = Path(dir_file).read_bytes()
-    assert not projection.setup_pca_directions(SmallConvNet(), files, epochs, **kw)  # reused
+    assert not projection.setup_pca_directions(projection.Trajectory(SmallConvNet(), files, epochs), **kw)  # reused
     with pytest.raises(FileFormatError, match="epochs 0, 2, 4, 6, 7"):
         sub = [0, 2, 4, 6, 7]
-        projection.setup_pca_directions(SmallConvNet(), [files[e] for e in sub], sub, **kw)
+        projection.setup_pca_directions(projection.Trajectory(SmallConvNet(), [files[e] for e in sub], sub), **kw)
     assert Path(dir_file).read_bytes() == before
+
+
+def test_the_final_checkpoint_is_read_from_disk_once(tmp_path, monkeypatch):
+    _write_path(tmp_path)
+    epochs = projection.checkpoint_epochs(0, 7, 1)
+    files = projection.find_checkpoints(str(tmp_path), epochs, prefix="model_", suffix=".t7")
+    reads = []
+    real = projection.load_checkpoint_state
+    monkeypatch.setattr(projection, "load_checkpoint_state", lambda path: reads.append(path) or real(path))
+    trajectory = projection.Trajectory(SmallConvNet(), files, epochs)
+    dir_file = pca_dir_file(str(tmp_path), dir_type="weights", ignore="none", save_epoch=1)
+    projection.setup_pca_directions(trajectory, dir_file=dir_file, dir_type="weights", ignore="none",
+                                    attrs={}, note=lambda s: None)
+    projection.setup_projection(trajectory, dir_file=dir_file, dir_type="weights", method="cos", attrs={},
+                                note=lambda s: None)
+    assert reads.count(files[-1]) == 1  # the PCA and the projection each walk the path once
+    assert sorted(reads[1:]) == sorted(files[:-1] * 2)

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from loss_landscape_toolkit import h5io as h5_util
 from conftest import BASE, ROOT, run_cli
+
+from loss_landscape_toolkit import h5io
 
 
 def _slurm_ready() -> bool:
@@ -40,7 +40,7 @@ def _sbatch(folder: Path, template: str, *args: str, options: list[str]) -> str:
 
 
 def _arrays(path: Path) -> dict[str, np.ndarray]:
-    return h5_util.read_surface_file(str(path)).arrays
+    return h5io.read_surface_file(str(path)).arrays
 
 
 @pytest.fixture

@@ -14,20 +14,18 @@ from __future__ import annotations
 import argparse
 from typing import Sequence
 
-from .. import h5io as h5_util
-from .. import mesh as mesh_export
-from .. import stats as surface_stats
-from ..errors import UsageError, reports_usage_errors
+from .. import h5io, mesh
+from .._naming import mesh_name
+from ..errors import UsageError
+from ..stats import get_metric
+from . import args as cli_args
 
 PROG = "h52vtp.py"
 
 
 def build_parser() -> argparse.ArgumentParser:
     # the reference's flags; --obj is new
-    from ..errors import ArgumentParser
-
-    parser = ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
-                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = cli_args.ArgumentParser(PROG, __doc__.split("\n\n")[0])
     parser.add_argument("--surf_file", "-f", default="", help="2D surface file")
     parser.add_argument("--surf_name", default="train_loss",
                         help="train_loss | test_loss | train_acc | test_acc | train_err | any array of the file")
@@ -39,32 +37,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-@reports_usage_errors(PROG)
+@cli_args.reports_usage_errors(PROG)
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not args.surf_file:
         raise UsageError("no surface file: pass it with --surf_file/-f")
-    surface = h5_util.read_surface_file(args.surf_file)
+    surface = h5io.read_surface_file(args.surf_file)
     if surface.ycoordinates is None:
         raise UsageError(f"{args.surf_file} is a 1D surface file; h52vtp.py exports 2D surfaces")
-    metric = surface_stats.get_metric(surface, args.surf_name)
+    metric = get_metric(surface, args.surf_name)
     zmax = args.zmax if args.zmax > 0 else None
-    x, y, z = mesh_export.height_field(surface.xcoordinates, surface.ycoordinates, metric.values, zmax=zmax,
+    x, y, z = mesh.height_field(surface.xcoordinates, surface.ycoordinates, metric.values, zmax=zmax,
                                        log=args.log, interp=args.interp if args.interp > 0 else None)
-    mesh = mesh_export.build_mesh(x, y, z)
-    if not len(mesh.quads):
+    built = mesh.build_mesh(x, y, z)
+    if not len(built.quads):
         raise UsageError(f"{args.surf_file}: no grid cell of {args.surf_name} has 4 computed finite corners; "
                          f"nothing to export")
     outputs = [".vtp"] + ([".obj"] if args.obj else [])
     for suffix in outputs:
-        path = mesh_export.mesh_name(args.surf_file, args.surf_name, zmax=zmax, log=args.log, suffix=suffix)
-        (mesh_export.write_vtp if suffix == ".vtp" else mesh_export.write_obj)(path, mesh)
+        path = mesh_name(args.surf_file, args.surf_name, zmax=zmax, log=args.log, suffix=suffix)
+        (mesh.write_vtp if suffix == ".vtp" else mesh.write_obj)(path, built)
         print(path)
-    dropped = z.size - len(mesh.points)
-    print(f"{len(mesh.points)} points, {len(mesh.quads)} quads"
+    dropped = z.size - len(built.points)
+    print(f"{len(built.points)} points, {len(built.quads)} quads"
           + (f"; {dropped} NaN/inf/unfinished point(s) left out with their quads" if dropped else ""))
     return 0
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,39 +1,51 @@
-"""Set-up, run modes and reporting shared by plot_surface.py and plot_hessian_eigen.py.
+"""Setting up a grid job from its flags: data, model, directions, the surface file and its resume check.
 
-Like cli_common, this is the command-line edge: it reads the argparse Namespace and calls the
-library. Run modes of a grid job:
-
-normal              fill the missing points of the surface file, on every rank of this job
---rank I --of N     fill shard I of N of the remaining points into a file of its own (job
-                    arrays or single runs without MPI; each shard resumes on its own)
---merge --of N      combine the shard files into the surface file
---estimate          time a few points, print the expected wall time, and exit
+This is the command-line edge of plot_surface.py and plot_hessian_eigen.py: it reads the argparse
+Namespace, turns paths into loaded objects once, and hands them to the library. Every step runs
+on every rank inside ``world.agreed``, so one rank's bad input stops all ranks with one message.
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime
 import os
-import time
+import platform
+import shlex
+import sys
 from dataclasses import dataclass
-from typing import Callable, ContextManager, Sequence
+from typing import Any, Sequence
 
 import numpy as np
+import torch
 from torch import nn
 
-from . import _common as cli
-from .. import h5io as h5_util
-from .. import directions as net_plotter
-from .. import stats as surface_stats
-from ..errors import UsageError
-from ..parallel.grid import GridStats, PointsFn, run_grid
-from ..h5io import MetricGroup
-from ..parallel.world import World, abort_on_error
-from ..parallel.scheduler import WorkItem, remaining_points, shard
+from .. import _naming, h5io
+from .._devices import choose_device, set_threads
+from .._imports import is_spec
+from .._seeds import direction_seed
+from .._version import __version__
+from ..data import load_eval_data, load_pickled_loader
+from ..directions import (
+    AxisSpec,
+    cosine_similarity,
+    load_directions,
+    make_directions,
+    named_tensors,
+    save_directions,
+    tensors_of,
+)
+from ..errors import FileFormatError, ModelError, SilentExit, UsageError
+from ..evaluation import make_batches
+from ..models import list_models
+from ..models.loading import build_model, load_model, state_fingerprint
+from ..parallel.world import World, detect_world, env_rank
 from ..surface import EvalSet, same_model_on_all_ranks
+from .args import GridRange, norm_choice, parse_range
 
-TaskFactory = Callable[[], ContextManager[PointsFn]]
-ESTIMATE_POINTS = 3  # timed points of --estimate, after one warm-up point
+# settings that change the numbers in a surface file: a resume must not mix them
+RESUME_KEYS = ("dataset", "raw_data", "data_split", "split_idx", "loss_name", "dir_type",
+               "trainloader", "testloader", "bf16")
 
 
 @dataclass
@@ -43,49 +55,65 @@ class Job:
     model: nn.Module
     evalsets: dict[str, EvalSet]
     dir_file: str
-    directions: h5_util.DirectionFile
+    directions: h5io.DirectionFile
     surf_file: str
-    x: cli.GridRange
-    y: cli.GridRange | None
+    x: GridRange
+    y: GridRange | None
     model_fingerprint: str
+    shard: int | None = None  # this job's shard with --of N (from --rank or a SLURM job array)
 
     def coordinates(self) -> tuple[np.ndarray, np.ndarray | None]:
         return self.x.coordinates(), None if self.y is None else self.y.coordinates()
 
+    @property
+    def npoints(self) -> int:
+        return self.x.num * (1 if self.y is None else self.y.num)
 
-# --------------------------------------------------------------------------- set-up
+
+def parse_args_and_world(parser: argparse.ArgumentParser,
+                         argv: Sequence[str] | None) -> tuple[argparse.Namespace, World]:
+    """Parse the command line and find the MPI world; errors are reported by rank 0 only."""
+    try:
+        args = parser.parse_args(argv)
+        return args, detect_world(force_mpi=args.mpi)
+    except UsageError:
+        if env_rank() != 0:
+            raise SilentExit() from None  # the same error is reported by rank 0
+        raise
+
+
 def prepare_job(args: argparse.Namespace, world: World) -> Job:
     """Set-up on every rank, each step agreed: one rank's bad input stops all ranks."""
     with world.agreed("checking the arguments and loading the data"):
-        x = cli.parse_range(args.x, "--x")
-        y = None if args.y is None else cli.parse_range(args.y, "--y")
-        check_run_mode(args)
+        x = parse_range(args.x, "--x")
+        y = None if args.y is None else parse_range(args.y, "--y")
+        shard = check_run_mode(args)
         if args.dir_file and not os.path.isfile(args.dir_file):
-            raise h5_util.FileFormatError(f"--dir_file {args.dir_file} does not exist")
-        cli.check_model_spec(args.model, [args.model_file, args.model_file2, args.model_file3])
-        device = cli.configure_torch(args, world)
+            raise FileFormatError(f"--dir_file {args.dir_file} does not exist")
+        check_model_spec(args.model, [args.model_file, args.model_file2, args.model_file3])
+        device = configure_torch(args, world)
         if world.is_root:  # rank 0 alone may download missing data
-            evalsets = cli.load_evalsets(args, device=device)
+            evalsets = load_evalsets(args, device=device)
     with world.agreed("loading the data and the model"):
         if not world.is_root:
-            evalsets = cli.load_evalsets(args, device=device, download=False)
+            evalsets = load_evalsets(args, device=device, download=False)
         num_classes = evalsets["train"].num_classes
-        model = cli.load_model(args, num_classes=num_classes, model_file=args.model_file)
-        dir_file = cli.direction_file_name(args, two_d=y is not None)
+        model = load_seeded_model(args, num_classes=num_classes, model_file=args.model_file)
+        dir_file = direction_file_name(args, two_d=y is not None)
     model_fingerprint = same_model_on_all_ranks(world, model)
     created = False
     with world.agreed("writing the direction file"):
         if world.is_root and not os.path.exists(dir_file):
-            with contextlib.suppress(h5_util.AlreadyExists):  # a concurrent job made it first
-                cli.create_directions(args, model, dir_file, two_d=y is not None, world=world,
-                                      num_classes=num_classes)
+            with contextlib.suppress(h5io.AlreadyExists):  # a concurrent job made it first
+                create_directions(args, model, dir_file, two_d=y is not None, world=world,
+                                  num_classes=num_classes)
                 created = True
     with world.agreed("reading the directions"):
-        directions = net_plotter.load_directions(dir_file, model, dir_type=args.dir_type,
-                                                 ndirections=1 if y is None else 2)
-        cli.check_reused_directions(args, directions, model_fingerprint)
-        surf_file = cli.surface_file_name(args, dir_file, x, y)
-    job = Job(model, evalsets, dir_file, directions, surf_file, x, y, model_fingerprint)
+        directions = load_directions(dir_file, model, dir_type=args.dir_type,
+                                     ndirections=1 if y is None else 2)
+        check_reused_directions(args, directions, model_fingerprint)
+        surf_file = surface_file_name(args, dir_file, x, y)
+    job = Job(model, evalsets, dir_file, directions, surf_file, x, y, model_fingerprint, shard)
     with world.agreed("setting up the surface file"):
         if world.is_root:
             resumed = setup_surface_file(args, world, job)
@@ -96,24 +124,162 @@ def prepare_job(args: argparse.Namespace, world: World) -> Job:
     return job
 
 
-def check_run_mode(args: argparse.Namespace) -> None:
-    """Resolve and check --rank/--of/--merge/--estimate (a SLURM job array gives the rank)."""
+# --------------------------------------------------------------------------- checks
+def check_run_mode(args: argparse.Namespace) -> int | None:
+    """Check --rank/--of/--merge/--estimate; return this job's shard (a SLURM job array gives
+    it when --rank is not), or None without --of or with --merge."""
     if args.of is None:
         if args.rank is not None or args.merge:
             raise UsageError("--rank and --merge need --of N (the number of shards)")
-        return
+        return None
     if args.of < 1:
         raise UsageError(f"--of must be >= 1, got {args.of}")
-    if args.rank is None and not args.merge:
+    if args.merge and args.estimate:
+        raise UsageError("--merge and --estimate do not go together")
+    rank = args.rank
+    if rank is None and not args.merge:
         task = os.environ.get("SLURM_ARRAY_TASK_ID")
         if task is None:
             raise UsageError("--of N needs --rank I (0 <= I < N), or a SLURM job array "
                              "(SLURM_ARRAY_TASK_ID) to take it from")
-        args.rank = int(task) - int(os.environ.get("SLURM_ARRAY_TASK_MIN", "0"))
-    if args.rank is not None and not 0 <= args.rank < args.of:
-        raise UsageError(f"--rank must be in 0..{args.of - 1} for --of {args.of}, got {args.rank}")
-    if args.merge and args.estimate:
-        raise UsageError("--merge and --estimate do not go together")
+        rank = int(task) - int(os.environ.get("SLURM_ARRAY_TASK_MIN", "0"))
+    if rank is not None and not 0 <= rank < args.of:
+        raise UsageError(f"--rank must be in 0..{args.of - 1} for --of {args.of}, got {rank}")
+    return None if args.merge else rank
+
+
+def check_model_spec(spec: str, model_files: Sequence[str]) -> None:
+    """Fail fast, before loading data, on an unknown model name or a missing checkpoint."""
+    if not is_spec(spec) and spec not in list_models():
+        build_model(spec)  # raises ModelError with close matches
+    for path in model_files:
+        if path and not os.path.isfile(path):
+            raise ModelError(f"checkpoint not found: {path}; check the path (relative to "
+                             f"{os.getcwd()})")
+
+
+# --------------------------------------------------------------------------- loading
+def configure_torch(args: argparse.Namespace, world: World) -> torch.device:
+    """Threads and device of this rank."""
+    set_threads(args.threads)
+    if getattr(args, "points_per_forward", 1) < 1:
+        raise UsageError(f"--points_per_forward must be >= 1, got {args.points_per_forward}")
+    return choose_device(args.device, cuda=args.cuda, local_rank=world.local_rank, ngpu=args.ngpu)
+
+
+def load_seeded_model(args: argparse.Namespace, *, num_classes: int, model_file: str) -> nn.Module:
+    """Build the model (initialised from --seed, so a random init is the same on every rank and
+    every rerun) and load ``model_file`` if given."""
+    torch.manual_seed(args.seed)
+    return load_model(args.model, model_file or None, num_classes=num_classes)
+
+
+def load_evalsets(args: argparse.Namespace, *, device: torch.device,
+                  download: bool = True) -> dict[str, EvalSet]:
+    """Evaluation data of this rank (the training split, and the test split with --eval_test),
+    cut into batches on ``device``."""
+    if args.batch_size < 1:
+        raise UsageError(f"--batch_size must be >= 1, got {args.batch_size}")
+    eval_test = getattr(args, "eval_test", False)
+    if args.testloader and not args.trainloader:
+        raise UsageError("--testloader needs --trainloader (the surface is computed on the training data)")
+    if args.trainloader and eval_test and not args.testloader:
+        raise UsageError("--eval_test with --trainloader needs --testloader too")
+    out = {}
+    for split in ["train", "test"] if eval_test else ["train"]:
+        pickled = args.trainloader if split == "train" else args.testloader
+        if pickled:
+            data = load_pickled_loader(pickled)
+        else:
+            part = dict(data_split=args.data_split, split_idx=args.split_idx) if split == "train" else {}
+            data = load_eval_data(args.dataset, split=split, datapath=args.datapath,
+                                  raw_data=args.raw_data, download=download, **part)
+        batches = make_batches(data.x, data.y, args.batch_size, device=device,
+                               channels_last=getattr(args, "channels_last", False))
+        out[split] = EvalSet(batches, data.num_classes, data.description)
+    return out
+
+
+# --------------------------------------------------------------------------- files
+def provenance(args: argparse.Namespace, world: World, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Attributes recording how a file was made (command, versions, settings)."""
+    attrs = {
+        "command": shlex.join([os.path.basename(sys.argv[0])] + sys.argv[1:]),
+        "cwd": os.getcwd(),
+        "created": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "host": platform.node(),
+        "world_size": world.size,
+        "toolkit_version": __version__,
+        "versions": {"python": platform.python_version(), "torch": torch.__version__,
+                     "numpy": np.__version__, "h5py": h5io.H5PY_VERSION},
+        "settings": dict(sorted(vars(args).items())),
+    }
+    attrs.update(extra or {})
+    return attrs
+
+
+def direction_file_name(args: argparse.Namespace, *, two_d: bool) -> str:
+    """``--dir_file``, or the reference's name next to the model file."""
+    if args.dir_file:
+        return args.dir_file
+    return _naming.name_direction_file(
+        model_file=args.model_file or _naming.random_init_base(args.model), dir_type=args.dir_type,
+        xnorm=norm_choice(args.xnorm), xignore=norm_choice(args.xignore), model_file2=args.model_file2,
+        two_d=two_d, ynorm=norm_choice(args.ynorm), yignore=norm_choice(args.yignore),
+        model_file3=args.model_file3, same_dir=getattr(args, "same_dir", False), idx=args.idx,
+        seed=args.seed)
+
+
+def surface_file_name(args: argparse.Namespace, dir_file: str, x: GridRange, y: GridRange | None) -> str:
+    """``--surf_file``, or the reference's name after the direction file's."""
+    if args.surf_file:
+        return args.surf_file
+    return _naming.name_surface_file(
+        dir_file=dir_file, x=x.as_tuple(), y=None if y is None else y.as_tuple(),
+        raw_data=args.raw_data, data_split=args.data_split, split_idx=args.split_idx,
+        dataset=args.dataset, loss_name=args.loss_name)
+
+
+def create_directions(args: argparse.Namespace, net: nn.Module, dir_file: str, *, two_d: bool,
+                      world: World, num_classes: int) -> None:
+    """Make and save the directions (rank 0, when the file does not exist yet)."""
+    def target(model_file: str) -> list[torch.Tensor] | None:
+        if not model_file:
+            return None
+        other = load_seeded_model(args, num_classes=num_classes, model_file=model_file)
+        return tensors_of(other, args.dir_type)
+
+    x = AxisSpec(norm_choice(args.xnorm), norm_choice(args.xignore), target(args.model_file2))
+    y = None
+    if two_d:
+        y = AxisSpec(norm_choice(args.ynorm), norm_choice(args.yignore), target(args.model_file3))
+    same_dir = getattr(args, "same_dir", False) and not args.model_file3
+    directions = make_directions(tensors_of(net, args.dir_type), x=x, y=y, same_dir=same_dir,
+                                 seed=args.seed, idx=args.idx)
+    attrs = provenance(args, world, {
+        "dir_type": args.dir_type, "model": args.model, "model_file": args.model_file,
+        "x_direction": x.describe(args.model_file2),
+        "y_direction": "" if y is None else ("same as x" if same_dir else y.describe(args.model_file3)),
+        "seed": args.seed, "idx": args.idx,
+        "direction_seed": direction_seed(args.seed, args.idx),
+        "model_fingerprint": state_fingerprint(net),
+    })
+    folder = os.path.dirname(dir_file)
+    if folder and not os.path.isdir(folder):
+        raise FileFormatError(f"cannot write the direction file {dir_file}: folder {folder} does not exist")
+    save_directions(dir_file, directions, named=named_tensors(net, args.dir_type), attrs=attrs)
+
+
+def check_reused_directions(args: argparse.Namespace, dfile: h5io.DirectionFile,
+                            model_fingerprint: str) -> None:
+    """An automatically named direction file from an earlier run must belong to the same
+    weights: normalized directions depend on them. (An explicit --dir_file is used as given.)"""
+    made_for = dfile.attrs.get("model_fingerprint")
+    if not args.dir_file and made_for and made_for != model_fingerprint:
+        raise FileFormatError(
+            f"{dfile.path} was made for other weights than those in "
+            f"{args.model_file or 'this randomly initialised model'} (the checkpoint changed since); "
+            f"move that file away to make new directions, or pass it as --dir_file to reuse it anyway")
 
 
 def setup_surface_file(args: argparse.Namespace, world: World, job: Job) -> bool:
@@ -122,18 +288,18 @@ def setup_surface_file(args: argparse.Namespace, world: World, job: Job) -> bool
     With --estimate a missing file is not created (nothing is written).
     """
     if os.path.exists(job.surf_file):
-        check_resumable(args, job, h5_util.read_surface_file(job.surf_file))
+        check_resumable(args, job, h5io.read_surface_file(job.surf_file))
         return True
     if args.estimate:
         return False
     folder = os.path.dirname(job.surf_file)
     if folder and not os.path.isdir(folder):
-        raise h5_util.FileFormatError(f"cannot write the surface file {job.surf_file}: folder "
-                                      f"{folder} does not exist")
+        raise FileFormatError(f"cannot write the surface file {job.surf_file}: folder "
+                              f"{folder} does not exist")
     try:
         create_surface_like(args, world, job, job.surf_file)
-    except h5_util.AlreadyExists:  # a concurrent job (e.g. another array task) made it first
-        check_resumable(args, job, h5_util.read_surface_file(job.surf_file))
+    except h5io.AlreadyExists:  # a concurrent job (e.g. another array task) made it first
+        check_resumable(args, job, h5io.read_surface_file(job.surf_file))
         return True
     return False
 
@@ -142,156 +308,50 @@ def create_surface_like(args: argparse.Namespace, world: World, job: Job, path: 
                         shard_points: np.ndarray | None = None, extra: dict | None = None) -> None:
     """An empty surface (or shard) file for this job's grid, with provenance attributes."""
     xcoords, ycoords = job.coordinates()
-    attrs = cli.provenance(args, world, {
+    attrs = provenance(args, world, {
         "dir_fingerprint": job.directions.fingerprint, "model_fingerprint": job.model_fingerprint,
         "model": args.model, "model_file": args.model_file,
         "grid_convention": "Z[iy, ix] = f(xcoordinates[ix], ycoordinates[iy])", **(extra or {})})
-    h5_util.create_surface_file(path, dir_file=job.dir_file, xcoordinates=xcoords,
-                                ycoordinates=ycoords, attrs=attrs, shard_points=shard_points)
+    h5io.create_surface_file(path, dir_file=job.dir_file, xcoordinates=xcoords,
+                             ycoordinates=ycoords, attrs=attrs, shard_points=shard_points)
 
 
-def check_resumable(args: argparse.Namespace, job: Job, surface: h5_util.SurfaceFile) -> None:
-    xcoords, ycoords = job.coordinates()
-    cli.check_resumable(surface, xcoordinates=xcoords, ycoordinates=ycoords, dir_file=job.dir_file,
-                        dir_fingerprint=job.directions.fingerprint,
-                        model_fingerprint=job.model_fingerprint,
-                        settings={k: getattr(args, k) for k in cli.RESUME_KEYS if hasattr(args, k)})
+def check_resumable(args: argparse.Namespace, job: Job, surface: h5io.SurfaceFile) -> None:
+    """Refuse to resume a surface (or shard) file made with another grid, directions, model or data."""
+    path = surface.path
 
+    def refuse(what: str) -> FileFormatError:
+        return FileFormatError(f"{path} was made with {what}; it cannot be resumed by this "
+                               f"command. Pass another --surf_file, or move that file away")
 
-# --------------------------------------------------------------------------- run modes
-def run_job(args: argparse.Namespace, world: World, job: Job, *, groups: Sequence[MetricGroup],
-            task: TaskFactory, desc: str) -> tuple[GridStats, str] | None:
-    """Run the mode the flags ask for. A computing run returns its statistics (meaningful on
-    rank 0) and the file it filled (the surface file, or this job's shard file)."""
-    if args.merge:
-        with world.agreed("merging the shards"):
-            if world.is_root:
-                merge_shards(args, job, groups)
-        return None
-    chunk = getattr(args, "points_per_forward", 1)
-    if args.estimate:
-        with abort_on_error(world):
-            if world.is_root:
-                with task() as evaluate_points:
-                    estimate(job, groups, evaluate_points, nranks=world.size, chunk=chunk)
-        return None
-    target, only = job.surf_file, None
-    if args.of is not None:
-        with world.agreed("setting up the shard file"):
-            if world.is_root:
-                target, only = setup_shard(args, world, job, groups)
-    with abort_on_error(world), task() as evaluate_points:
-        stats = run_grid(world=world, surf_file=target, groups=groups, evaluate_points=evaluate_points,
-                         chunk=chunk, flush_secs=args.flush_secs, progress=not args.no_progress,
-                         desc=desc, only=only)
-    return stats, target
-
-
-def shard_file_name(surf_file: str, rank: int, of: int) -> str:
-    """Shard ``rank`` of ``of`` of ``surf_file``, named in the reference's appending style."""
-    return f"{surf_file}_rank={rank}_of={of}.h5"
-
-
-def setup_shard(args: argparse.Namespace, world: World, job: Job,
-                groups: Sequence[MetricGroup]) -> tuple[str, np.ndarray]:
-    """The shard file of this job (created with its share of the points remaining in the
-    surface file, or resumed with the share it recorded) and that share's flat indices."""
-    path = shard_file_name(job.surf_file, args.rank, args.of)
-    if not os.path.exists(path):
-        main = h5_util.read_surface_file(job.surf_file)
-        todo = remaining_points(main.done_masks(groups))
-        points = np.array([k for k, _ in shard(todo, args.rank, args.of)], dtype=np.int64)
-        with contextlib.suppress(h5_util.AlreadyExists):
-            create_surface_like(args, world, job, path, shard_points=points,
-                                extra={"shard_rank": args.rank, "shard_count": args.of})
-    surface = h5_util.read_surface_file(path)
-    check_resumable(args, job, surface)
-    if surface.shard_points is None:
-        raise h5_util.FileFormatError(f"{path} is not a shard file (it has no '{h5_util.SHARD_KEY}')")
-    print(f"shard {args.rank} of {args.of}: {path} ({len(surface.shard_points)} points)", flush=True)
-    return path, surface.shard_points
-
-
-def merge_shards(args: argparse.Namespace, job: Job, groups: Sequence[MetricGroup]) -> None:
-    """Copy every computed point of the shard files into the surface file (one atomic write)."""
-    results: dict[str, tuple[list, list]] = {}
-    missing, unfinished, merged = [], [], 0
-    for rank in range(args.of):
-        path = shard_file_name(job.surf_file, rank, args.of)
-        if not os.path.exists(path):
-            missing.append(rank)
-            continue
-        surface = h5_util.read_surface_file(path)
-        check_resumable(args, job, surface)
-        for group in groups:
-            index = np.flatnonzero(surface.done_mask(group))
-            merged += len(index)
-            for key in group.keys:
-                idx, vals = results.setdefault(key, ([], []))
-                idx.append(index)
-                vals.append(surface.arrays[key].reshape(-1)[index])
-        points = surface.shard_points if surface.shard_points is not None else []
-        if not all(surface.done_mask(g).reshape(-1)[points].all() for g in groups):
-            unfinished.append(rank)
-    with h5_util.writer_lock(job.surf_file):
-        h5_util.update_surface_file(job.surf_file, groups=groups, results={
-            k: (np.concatenate(i), np.concatenate(v)) for k, (i, v) in results.items()})
-    print(f"merged {merged} point value(s) from {args.of - len(missing)} of {args.of} shard files "
-          f"into {job.surf_file}", flush=True)
-    if missing or unfinished:
-        print(f"not complete: missing shard files {missing}, unfinished shards {unfinished}; run "
-              f"them (same command with --rank I) and merge again", flush=True)
-
-
-def estimate(job: Job, groups: Sequence[MetricGroup], evaluate_points: PointsFn, *, nranks: int,
-             chunk: int = 1) -> None:
-    """Time one warm-up chunk and a few more, spread over the remaining grid; print the plan."""
-    xcoords, ycoords = job.coordinates()
-    total = len(xcoords) * (1 if ycoords is None else len(ycoords))
-    if os.path.exists(job.surf_file):
-        surface = h5_util.read_surface_file(job.surf_file)
-        todo = remaining_points(surface.done_masks(groups))
-    else:
-        todo = [(k, tuple(g.name for g in groups)) for k in range(total)]
-    if not todo:
-        print(f"estimate: all {total} points are done already", flush=True)
-        return
-    starts = sorted({int(i) for i in np.linspace(0, len(todo) - 1, min(len(todo), ESTIMATE_POINTS + 1))})
-    seconds = _time_chunks([todo[i:i + chunk] for i in starts], evaluate_points)
-    per_point = float(np.mean(seconds[1:])) if len(seconds) > 1 else seconds[0]
-    plan = ", ".join(f"{n}: {_duration(len(todo) * per_point / n)}" for n in (1, 2, 4, 8, 16, 32, 64, 128))
-    print(f"estimate: {len(todo)} of {total} points to compute; {per_point:.3g} s per point "
-          f"(timed {len(seconds) - 1 or 1} point(s) after a warm-up of {seconds[0]:.3g} s)\n"
-          f"estimate: expected wall time with {nranks} rank(s): "
-          f"{_duration(len(todo) * per_point / nranks)} (plus start-up)\n"
-          f"estimate: by number of ranks: {plan}", flush=True)
-
-
-def _time_chunks(chunks: Sequence[Sequence[WorkItem]], evaluate_points: PointsFn) -> list[float]:
-    """Seconds per point of each chunk."""
-    seconds = []
-    for items in chunks:
-        start = time.perf_counter()
-        evaluate_points(items, lambda: None)
-        seconds.append((time.perf_counter() - start) / len(items))
-    return seconds
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.1f} h"
+    xcoordinates, ycoordinates = job.coordinates()
+    if (ycoordinates is None) != (surface.ycoordinates is None):
+        raise refuse("a 1D grid" if surface.ycoordinates is None else "a 2D grid")
+    for axis, mine, theirs in (("x", xcoordinates, surface.xcoordinates),
+                               ("y", ycoordinates, surface.ycoordinates)):
+        if mine is not None and (len(mine) != len(theirs) or not np.allclose(mine, theirs, rtol=0, atol=1e-9)):
+            raise refuse(f"other {axis} coordinates ({theirs[0]:g}..{theirs[-1]:g}, {len(theirs)} points)")
+    if "dir_fingerprint" in surface.attrs:
+        if surface.attrs["dir_fingerprint"] != job.directions.fingerprint:
+            raise refuse(f"other directions (direction file {surface.dir_file})")
+    elif surface.dir_file and os.path.basename(surface.dir_file) != os.path.basename(job.dir_file):
+        raise refuse(f"the direction file {surface.dir_file}")
+    theirs_model = surface.attrs.get("model_fingerprint")
+    if theirs_model and theirs_model != job.model_fingerprint:
+        raise refuse("another centre model (its weights differ from --model_file's)")
+    theirs_settings = surface.attrs.get("settings", {})
+    for key in RESUME_KEYS:
+        if key in theirs_settings and hasattr(args, key) and theirs_settings[key] != getattr(args, key):
+            raise refuse(f"--{key} {theirs_settings[key]!r} (now {getattr(args, key)!r})")
 
 
 # --------------------------------------------------------------------------- reporting
 def announce(args: argparse.Namespace, world: World, job: Job, *, created: bool, resumed: bool) -> None:
+    """What this run is about to do, and where its files are (rank 0, before computing)."""
     if not args.model_file:
         print(f"note: no --model_file: {args.model} is randomly initialised, so this is the "
               f"landscape of an untrained network", flush=True)
-    npoints = job.x.num * (1 if job.y is None else job.y.num)
-    grid = f"{job.x.num} points" if job.y is None else f"{job.x.num} x {job.y.num} = {npoints} points"
+    grid = f"{job.x.num} points" if job.y is None else f"{job.x.num} x {job.y.num} = {job.npoints} points"
     data = "; ".join(e.description for e in job.evalsets.values())
     surface_state = "resuming" if resumed else ("not created by --estimate" if args.estimate else "created")
     lines = [
@@ -302,21 +362,6 @@ def announce(args: argparse.Namespace, world: World, job: Job, *, created: bool,
         f"grid: {grid}",
     ]
     if len(job.directions.directions) == 2:
-        cos = net_plotter.cosine_similarity(*job.directions.directions)
-        lines.append(f"cosine similarity between x-axis and y-axis: {cos:f}")
+        lines.append(f"cosine similarity between x-axis and y-axis: "
+                     f"{cosine_similarity(*job.directions.directions):f}")
     print("\n".join(lines), flush=True)
-
-
-def report(job: Job, stats: GridStats, world: World, surf_file: str,
-           groups: Sequence[MetricGroup]) -> None:
-    """What a computing run did, where its files are, and a summary of the file it filled."""
-    per_point = stats.seconds / stats.computed if stats.computed else float("nan")
-    ranks = ", ".join(f"rank {r}: {n}" for r, n in enumerate(stats.per_rank)) if world.size > 1 else ""
-    print(f"computed {stats.computed} point(s) in {stats.seconds:.1f} s ({per_point:.3g} s/point"
-          f"{'; ' + ranks if ranks else ''}); {stats.already_done} were already done", flush=True)
-    print(f"direction file: {job.dir_file}\nsurface file: {surf_file}", flush=True)
-    surface = h5_util.read_surface_file(surf_file)
-    print(surface_stats.completion_summary(surface), flush=True)
-    if all(surface.done_mask(g).all() for g in groups):  # the paper-level numbers of a finished grid
-        for name in surface_stats.loss_names(surface):
-            print(surface_stats.format_stats(surface_stats.surface_stats(surface, name)), flush=True)

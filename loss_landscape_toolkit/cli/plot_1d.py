@@ -6,23 +6,23 @@
 
 Figures go next to the surface file with the reference's names (``_1d_loss_acc[_log]``,
 ``_1d_train_loss[_log]``, ``_1d_train_err``; ``_1d_loss_err_repeat`` for overlays), followed by
-the comparable numbers of each loss array (see surface_stats.py).
+the comparable numbers of each loss array (see stats.py).
 """
 from __future__ import annotations
 
 import argparse
 from typing import Sequence
 
-from .. import plotting
-from .. import stats as surface_stats
-from ..errors import ArgumentParser, UsageError, reports_usage_errors
+from .. import h5io, plotting, stats
+from .._naming import repeat_files
+from ..errors import UsageError
+from . import args as cli_args
 
 PROG = "plot_1D.py"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
-                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = cli_args.ArgumentParser(PROG, __doc__.split("\n\n")[0])
     parser.add_argument("--surf_file", "-f", nargs="+", default=[],
                         help="1D surface file; several files are overlaid on one figure")
     parser.add_argument("--log", action="store_true", help="logarithmic loss axis")
@@ -38,12 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
     g = parser.add_argument_group("comparable numbers")
     g.add_argument("--save_stats", action="store_true",
                    help="store the printed numbers as attributes stats_<array> in the surface file")
-    plotting.add_eig_arg(parser)
-    plotting.add_output_args(parser)
+    cli_args.add_eig_arg(parser)
+    cli_args.add_output_args(parser)
     return parser
 
 
-@reports_usage_errors(PROG)
+@cli_args.reports_usage_errors(PROG)
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # the reference's sentinels: -1 and 1 mean "the grid's own limits"
@@ -54,22 +54,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.prefix or len(args.surf_file) > 1:
         if args.prefix and args.surf_file:
             raise UsageError("give either --prefix or the surface files (-f), not both")
-        files = (plotting.repeat_files(args.prefix, args.idx_min, args.idx_max) if args.prefix
-                 else args.surf_file)
-        print(plotting.plot_1d_loss_err_repeat(files, out_base=args.prefix or files[0], **output))
+        files = args.surf_file
+        if args.prefix:
+            files, missing = repeat_files(args.prefix, args.idx_min, args.idx_max)
+            if missing:
+                print(f"note: --prefix: no surface file for idx {', '.join(map(str, missing))}; "
+                      f"overlaying {len(files)} file(s)", flush=True)
+        surfaces = [h5io.read_surface_file(path) for path in files]
+        print(plotting.plot_1d_loss_err_repeat(surfaces, out_base=args.prefix or files[0], **output))
         return 0
     if not args.surf_file:
         raise UsageError("no surface file: pass -f FILE (or --prefix for the repeat plot)")
-    surf_file = args.surf_file[0]
+    surface = h5io.read_surface_file(args.surf_file[0])
     if args.eig:
-        for path in plotting.plot_hessian_figures(surf_file, fmt=args.format, dpi=args.dpi, show=args.show):
+        for path in plotting.plot_hessian_figures(surface, fmt=args.format, dpi=args.dpi, show=args.show):
             print(path)
         return 0
-    for path in plotting.plot_1d_loss_err(surf_file, **output):
+    for path in plotting.plot_1d_loss_err(surface, **output):
         print(path)
-    print(surface_stats.summarize_file(surf_file, save=args.save_stats))
+    print(stats.summarize(surface, save=args.save_stats))
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -13,26 +13,26 @@ with a projection file only: the trajectory (``{proj_file}.pdf``).
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Sequence
 
-from .. import plotting
-from .. import stats as surface_stats
-from ..errors import ArgumentParser, UsageError, reports_usage_errors
+import numpy as np
+
+from .. import h5io, plotting, stats
+from ..errors import UsageError
+from . import args as cli_args
 
 PROG = "plot_2D.py"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
-                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = cli_args.ArgumentParser(PROG, __doc__.split("\n\n")[0])
     parser.add_argument("--surf_file", "-f", default="", help="2D surface file")
     parser.add_argument("--dir_file", default="", help="direction file (PC variance of PCA directions)")
     parser.add_argument("--proj_file", default="", help="projection file of a trajectory (plot_trajectory.py)")
     parser.add_argument("--surf_name", default="train_loss",
                         help="array to plot: train_loss, test_loss, train_acc, train_err (100 - acc), ...")
-    parser.add_argument("--vmax", type=float, default=10, help="highest contour level, heat-map and 3D limit")
-    parser.add_argument("--vmin", type=float, default=0.1, help="lowest contour level, heat-map lower limit")
-    parser.add_argument("--vlevel", type=float, default=0.5, help="contour spacing")
+    cli_args.add_level_args(parser)
     parser.add_argument("--zlim", type=float, default=10, help="accepted for compatibility; unused (see --vmax)")
     parser.add_argument("--log", action="store_true", help="log10 heights in the 3D surface")
     parser.add_argument("--decay_epochs", type=int, nargs="*", default=[],
@@ -42,36 +42,43 @@ def build_parser() -> argparse.ArgumentParser:
                    help="store the printed numbers as attributes stats_<array> in the surface file")
     g.add_argument("--level", type=float, default=None,
                    help="level of the 'fraction of the grid under' number (default: centre + 0.1)")
-    plotting.add_eig_arg(parser)
-    plotting.add_output_args(parser)
+    cli_args.add_eig_arg(parser)
+    cli_args.add_output_args(parser)
     return parser
 
 
-@reports_usage_errors(PROG)
+def _pc_variance(dir_file: str) -> np.ndarray | None:
+    """The PC variance of a PCA direction file (its PCA arrays only are read), or None."""
+    return plotting.pc_variance(h5io.read_direction_extras(dir_file)) if dir_file else None
+
+
+@cli_args.reports_usage_errors(PROG)
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     output = dict(fmt=args.format, dpi=args.dpi, show=args.show)
     levels = dict(surf_name=args.surf_name, vmin=args.vmin, vmax=args.vmax, vlevel=args.vlevel)
-    if args.proj_file and args.surf_file:
-        print(plotting.plot_contour_trajectory(args.surf_file, args.dir_file, args.proj_file,
-                                               decay_epochs=args.decay_epochs, **levels, **output))
-        return 0
     if args.proj_file:
-        print(plotting.plot_trajectory(args.proj_file, args.dir_file, **output))
+        proj = h5io.read_projection_file(args.proj_file)
+        if not args.surf_file:
+            print(plotting.plot_trajectory(proj, pc_variance=_pc_variance(args.dir_file), **output))
+            return 0
+        surface = h5io.read_surface_file(args.surf_file)
+        dir_file = args.dir_file
+        if not dir_file and surface.dir_file and os.path.isfile(surface.dir_file):
+            dir_file = surface.dir_file
+        print(plotting.plot_contour_trajectory(surface, proj, pc_variance=_pc_variance(dir_file),
+                                               decay_epochs=args.decay_epochs, **levels, **output))
         return 0
     if not args.surf_file:
         raise UsageError("nothing to plot: pass a surface file with -f (and/or --proj_file for a trajectory)")
     if args.dir_file or args.decay_epochs:
         raise UsageError("--dir_file and --decay_epochs belong to trajectory plots; add --proj_file")
+    surface = h5io.read_surface_file(args.surf_file)
     if args.eig:
-        for path in plotting.plot_hessian_figures(args.surf_file, **output):
+        for path in plotting.plot_hessian_figures(surface, **output):
             print(path)
         return 0
-    for path in plotting.plot_2d_contour(args.surf_file, log=args.log, **levels, **output):
+    for path in plotting.plot_2d_contour(surface, log=args.log, **levels, **output):
         print(path)
-    print(surface_stats.summarize_file(args.surf_file, save=args.save_stats, level=args.level))
+    print(stats.summarize(surface, save=args.save_stats, level=args.level))
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -17,21 +17,20 @@ from typing import Sequence
 
 import numpy as np
 
-from . import _common as cli_common
-from ..models import loading as model_loader
-from .. import directions as net_plotter
-from .. import projection
-from ..errors import UsageError, reports_usage_errors
+from .. import plotting, projection
+from .._naming import pca_dir_file
+from .._options import DIR_TYPES, IGNORES, PROJ_METHODS
+from ..errors import UsageError
+from ..models.loading import build_model
 from ..parallel.world import World
+from . import args as cli_args
+from .job import provenance
 
 PROG = "plot_trajectory.py"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .. import plotting
-
-    parser = cli_common.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
-                                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = cli_args.ArgumentParser(PROG, __doc__.split("\n\n")[0])
     g = parser.add_argument_group("checkpoints")
     g.add_argument("--model", default="resnet56",
                    help="zoo name, path/to/file.py:factory or pkg.module:factory")
@@ -45,57 +44,51 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--dataset", default="cifar10",
                    help="the data the model was trained on (used in the suggested plot_surface.py command)")
     g = parser.add_argument_group("directions and projection")
-    g.add_argument("--dir_type", default="weights", choices=net_plotter.DIR_TYPES,
+    g.add_argument("--dir_type", default="weights", choices=DIR_TYPES,
                    help="weights: parameters; states: state_dict entries incl. BatchNorm statistics")
-    g.add_argument("--ignore", default="none",
-                   choices=cli_common.choices_with_empty(net_plotter.IGNORES),
+    g.add_argument("--ignore", default="none", choices=cli_args.choices_with_empty(IGNORES),
                    help="biasbn: leave biases and BatchNorm out of the PCA; none (or ''): keep them, as the reference")
     g.add_argument("--dir_file", default="", help="project onto this existing direction file (no PCA)")
-    g.add_argument("--proj_method", default="cos", choices=projection.PROJ_METHODS,
+    g.add_argument("--proj_method", default="cos", choices=PROJ_METHODS,
                    help="cos: <d, dx>/|dx| (exact for orthogonal directions); lstsq: least squares")
-    plotting.add_output_args(parser)
+    cli_args.add_output_args(parser)
     return parser
 
 
-@reports_usage_errors(PROG)
+@cli_args.reports_usage_errors(PROG)
 def main(argv: Sequence[str] | None = None) -> int:
-    from .. import plotting
-
     args = build_parser().parse_args(argv)
     if not args.model_folder:
         raise UsageError("--model_folder is required: the folder holding the checkpoints "
-                                    "model_{epoch}.t7 of a training run")
-    ignore = cli_common.norm_choice(args.ignore)
+                         "model_{epoch}.t7 of a training run")
+    ignore = cli_args.norm_choice(args.ignore)
     epochs = projection.checkpoint_epochs(args.start_epoch, args.max_epoch, args.save_epoch)
     files = projection.find_checkpoints(args.model_folder, epochs, prefix=args.prefix, suffix=args.suffix)
-    model = model_loader.build_model(args.model, num_classes=args.num_classes)
-    attrs = cli_common.provenance(args, World(), {
+    trajectory = projection.Trajectory(build_model(args.model, num_classes=args.num_classes), files, epochs)
+    attrs = provenance(args, World(), {
         "model": args.model, "model_folder": args.model_folder, "prefix": args.prefix,
         "suffix": args.suffix, "start_epoch": args.start_epoch, "max_epoch": args.max_epoch,
         "save_epoch": args.save_epoch})
     dir_file = args.dir_file
     if not dir_file:
-        dir_file = projection.pca_dir_file(args.model_folder, dir_type=args.dir_type, ignore=ignore,
-                                           save_epoch=args.save_epoch)
-        projection.setup_pca_directions(model, files, epochs, dir_file=dir_file, dir_type=args.dir_type,
+        dir_file = pca_dir_file(args.model_folder, dir_type=args.dir_type, ignore=ignore,
+                                save_epoch=args.save_epoch)
+        projection.setup_pca_directions(trajectory, dir_file=dir_file, dir_type=args.dir_type,
                                         ignore=ignore, attrs=attrs)
-    proj_file, _ = projection.setup_projection(model, files, epochs, dir_file=dir_file,
-                                               dir_type=args.dir_type, method=args.proj_method,
-                                               attrs=attrs)
-    figure = plotting.plot_trajectory(proj_file, dir_file, fmt=args.format, dpi=args.dpi, show=args.show)
+    proj, directions = projection.setup_projection(trajectory, dir_file=dir_file, dir_type=args.dir_type,
+                                                   method=args.proj_method, attrs=attrs)
+    figure = plotting.plot_trajectory(proj, pc_variance=plotting.pc_variance(directions.extras),
+                                      fmt=args.format, dpi=args.dpi, show=args.show)
     print(f"trajectory figure: {figure}", flush=True)
     print("loss contours of this plane with the path on them:\n  "
-          + surface_command(args, final_file=files[-1], dir_file=dir_file, proj_file=proj_file), flush=True)
+          + surface_command(args, final_file=files[-1], dir_file=dir_file, proj=proj), flush=True)
     return 0
 
 
-def surface_command(args: argparse.Namespace, *, final_file: str, dir_file: str, proj_file: str) -> str:
+def surface_command(args: argparse.Namespace, *, final_file: str, dir_file: str, proj) -> str:
     """The plot_surface.py command for the contours of the plane, over the path and a margin."""
-    from .. import h5io as h5_util
-
-    proj = h5_util.read_projection_file(proj_file)
     parts = ["python", "plot_surface.py", "--model", args.model, "--model_file", final_file,
-             "--dir_file", dir_file, "--dir_type", args.dir_type, "--proj_file", proj_file]
+             "--dir_file", dir_file, "--dir_type", args.dir_type, "--proj_file", proj.path]
     if args.dataset != "cifar10":
         parts += ["--dataset", args.dataset]
     parts += [f"--x={grid_range(proj.xcoord)}", f"--y={grid_range(proj.ycoord)}", "--plot"]
@@ -110,7 +103,3 @@ def grid_range(values: np.ndarray, num: int = 21) -> str:
     step = 10.0 ** math.floor(math.log10(hi - lo)) / 10
     lo, hi = math.floor(lo / step) * step, math.ceil(hi / step) * step
     return f"{lo:.6g}:{hi:.6g}:{num}"
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -11,36 +11,34 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
-import sys
 import time
 from typing import Sequence
 
-import numpy as np
 import torch
 
-from . import _common as cli_common
-from .. import data as dataloader
-from ..models import loading as model_loader
 from .. import training
-from ..errors import DataError, UsageError, reports_usage_errors
-from ..evaluation import LOSSES
+from .._devices import choose_device
+from .._imports import is_spec
+from .._naming import save_folder_name
+from .._options import LOSSES, OPTIMIZERS
+from .._seeds import seed_everything
+from ..data import EvalData, TrainingData, load_eval_data, load_pickled_loader, load_training_data
+from ..errors import DataError, UsageError
 from ..models import list_models
+from ..models.loading import build_model
+from . import args as cli_args
 
 PROG = "cifar10/main.py"
-PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-DEFAULT_DATAPATH = os.path.join(PROJECT_DIR, "cifar10", "data")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = cli_common.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
-                                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = cli_args.ArgumentParser(PROG, __doc__.split("\n\n")[0])
     g = parser.add_argument_group("optimization")
     g.add_argument("--batch_size", type=int, default=128)
     g.add_argument("--lr", type=float, default=0.1, help="learning rate")
     g.add_argument("--lr_decay", type=float, default=0.1,
                    help="learning-rate multiplier applied after epochs 150, 225 and 275")
-    g.add_argument("--optimizer", default="sgd", choices=training.OPTIMIZERS,
+    g.add_argument("--optimizer", default="sgd", choices=OPTIMIZERS,
                    help="sgd (Nesterov momentum) or adam")
     g.add_argument("--weight_decay", type=float, default=0.0005)
     g.add_argument("--momentum", type=float, default=0.9)
@@ -62,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     g = parser.add_argument_group("data")
     g.add_argument("--dataset", default="cifar10",
                    help="cifar10 | digits | path/to/file.py:function | pkg.module:function")
-    g.add_argument("--datapath", default=DEFAULT_DATAPATH, help="CIFAR-10 folder")
+    g.add_argument("--datapath", default=None, help=cli_args.DATAPATH_HELP)
     g.add_argument("--raw_data", action="store_true", help="no normalization (training and test data alike)")
     g.add_argument("--noaug", action="store_true", help="no random crop and flip")
     g.add_argument("--label_corrupt_prob", type=float, default=0.0,
@@ -78,15 +76,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-@reports_usage_errors(PROG)
+@cli_args.reports_usage_errors(PROG)
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     check_args(args)
     seed_everything(args.rand_seed)
-    device = pick_device(args)
+    device = choose_device(args.device, cuda=args.cuda, prefer_gpu=True, ngpu=args.ngpu)
     data, test = load_data(args)
     folder = os.path.join(args.save, save_folder(args))
-    model = build_model(args, data)
+    model = build_initialised_model(args, data)
     start_epoch = training.resume_model(model, args.resume_model) if args.resume_model else 0
     if start_epoch > args.epochs:
         raise UsageError(f"--resume_model {args.resume_model} is at epoch {start_epoch - 1}, already "
@@ -138,7 +136,6 @@ def check_args(args: argparse.Namespace) -> None:
         (args.momentum >= 0, f"--momentum must be >= 0, got {args.momentum}"),
         (args.epochs >= 1, f"--epochs must be >= 1, got {args.epochs}"),
         (args.save_epoch >= 1, f"--save_epoch must be >= 1, got {args.save_epoch}"),
-        (args.ngpu >= 1, f"--ngpu must be >= 1, got {args.ngpu}"),
         (args.idx >= 0, f"--idx must be >= 0, got {args.idx}"),
         (0.0 <= args.label_corrupt_prob <= 1.0,
          f"--label_corrupt_prob must be in [0, 1], got {args.label_corrupt_prob}"),
@@ -150,50 +147,27 @@ def check_args(args: argparse.Namespace) -> None:
     for ok, message in rules:
         if not ok:
             raise UsageError(message)
-    if ":" not in args.model and args.model not in list_models():
-        model_loader.build_model(args.model)  # raises ModelError with close matches
+    if not is_spec(args.model) and args.model not in list_models():
+        build_model(args.model)  # raises ModelError with close matches
 
 
-def seed_everything(seed: int) -> None:
-    """Seed Python, numpy and torch (all devices), as the reference does."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def pick_device(args: argparse.Namespace) -> torch.device:
-    """--device, else a GPU with --cuda (required) or when there is one (as the reference), else CPU."""
-    spec = args.device or ("cuda" if args.cuda or torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(spec)
-    except RuntimeError:
-        raise UsageError(f"--device {spec!r} is not a torch device; try cpu, cuda or cuda:1") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--cuda/--device cuda asked for a GPU but torch sees none (check "
-                         "CUDA_VISIBLE_DEVICES and the driver), or run without --cuda")
-    if args.ngpu > 1 and (device.type != "cuda" or torch.cuda.device_count() < 2):
-        raise UsageError(f"--ngpu {args.ngpu} needs at least 2 visible GPUs; torch sees "
-                         f"{torch.cuda.device_count() if torch.cuda.is_available() else 0}")
-    return device
-
-
-def load_data(args: argparse.Namespace) -> tuple[dataloader.TrainingData, dataloader.EvalData]:
+def load_data(args: argparse.Namespace) -> tuple[TrainingData, EvalData]:
     """Training data (raw, labels corrupted on request) and test data (normalized alike)."""
     if args.trainloader:
-        train = dataloader.load_pickled_loader(args.trainloader)
-        test = dataloader.load_pickled_loader(args.testloader)
-        data = dataloader.TrainingData(x=train.x, y=train.y, mean=None, std=None,
+        train = load_pickled_loader(args.trainloader)
+        test = load_pickled_loader(args.testloader)
+        data = TrainingData(x=train.x, y=train.y, mean=None, std=None,
                                        num_classes=max(train.num_classes, test.num_classes),
                                        description=train.description)
     else:
-        data = dataloader.load_training_data(args.dataset, datapath=args.datapath, raw_data=args.raw_data)
-        test = dataloader.load_eval_data(args.dataset, split="test", datapath=args.datapath,
+        data = load_training_data(args.dataset, datapath=args.datapath, raw_data=args.raw_data)
+        test = load_eval_data(args.dataset, split="test", datapath=args.datapath,
                                          raw_data=args.raw_data)
     if args.label_corrupt_prob > 0:
         labels, redrawn = training.corrupt_labels(data.y, prob=args.label_corrupt_prob,
                                                   num_classes=data.num_classes, seed=args.rand_seed)
         changed = int((labels != data.y).sum())
-        data = dataloader.TrainingData(
+        data = TrainingData(
             x=data.x, y=labels, mean=data.mean, std=data.std, num_classes=data.num_classes,
             description=(f"{data.description}; labels of {int(redrawn.sum())} of {len(labels)} examples "
                          f"redrawn uniformly (seed {args.rand_seed}), {changed} now differ from the true class"))
@@ -204,7 +178,7 @@ def load_data(args: argparse.Namespace) -> tuple[dataloader.TrainingData, datalo
 
 
 def save_folder(args: argparse.Namespace) -> str:
-    return training.save_folder_name(
+    return save_folder_name(
         model=args.model, optimizer=args.optimizer, lr=args.lr, lr_decay=args.lr_decay,
         batch_size=args.batch_size, weight_decay=args.weight_decay, momentum=args.momentum,
         save_epoch=args.save_epoch, loss_name=args.loss_name, noaug=args.noaug,
@@ -212,11 +186,11 @@ def save_folder(args: argparse.Namespace) -> str:
         idx=args.idx, dataset=args.dataset)
 
 
-def build_model(args: argparse.Namespace, data: dataloader.TrainingData) -> torch.nn.Module:
+def build_initialised_model(args: argparse.Namespace, data: TrainingData) -> torch.nn.Module:
     """The model, with the reference's initialisation for zoo models (a factory of your own
     keeps its own), checked to give one output per class."""
-    model = model_loader.build_model(args.model, num_classes=data.num_classes)
-    if ":" not in args.model:
+    model = build_model(args.model, num_classes=data.num_classes)
+    if not is_spec(args.model):
         training.init_params(model)
     training.check_outputs(model, data.x[:2], num_classes=data.num_classes, spec=args.model)
     return model
@@ -227,8 +201,8 @@ def augment(args: argparse.Namespace) -> bool:
     return not args.noaug and not args.trainloader
 
 
-def announce(args: argparse.Namespace, model: torch.nn.Module, data: dataloader.TrainingData,
-             test: dataloader.EvalData, device: torch.device, folder: str, start_epoch: int) -> None:
+def announce(args: argparse.Namespace, model: torch.nn.Module, data: TrainingData,
+             test: EvalData, device: torch.device, folder: str, start_epoch: int) -> None:
     nparams = sum(p.numel() for p in model.parameters())
     start = (f"resuming at epoch {start_epoch} from {args.resume_model}"
              + ("" if args.resume_opt else " (fresh optimizer state: no --resume_opt)")
@@ -249,6 +223,3 @@ def announce(args: argparse.Namespace, model: torch.nn.Module, data: dataloader.
     ]
     print("\n".join(lines), flush=True)
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())

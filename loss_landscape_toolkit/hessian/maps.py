@@ -1,14 +1,13 @@
 """Curvature maps: lambda_max and lambda_min of the Hessian at every grid point, and more at the
-centre. The per-point work of plot_hessian_eigen.py; the numerics are in hessian.py.
+centre. The per-point work of plot_hessian_eigen.py; the numerics are in the rest of this package.
 
-Eigenvalues are those of the Hessian of the MEAN loss over the evaluation data (hessian.py).
+Eigenvalues are those of the Hessian of the MEAN loss over the evaluation data (operator.py).
 The reference code's operator was the sum over batches of the batch-mean Hessians, so its
 eigenvalues are ours times the number of batches; |lambda_min / lambda_max| is the same.
 """
 from __future__ import annotations
 
 import contextlib
-import json
 from dataclasses import asdict, dataclass
 from typing import Any, Iterator, Sequence
 
@@ -16,13 +15,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import h5io as h5_util
-from .. import hessian
-from ..parallel.grid import PointsFn, Poll, per_point
+from .. import h5io
+from .._files import writer_lock
 from ..directions import PlaneSetter
+from ..parallel.grid import PointsFn, Poll, per_point
 from ..parallel.scheduler import point_coordinates
 from ..surface import EvalSet
-
+from .eigen import extreme_eigenvalues, top_eigenvalues
+from .operator import HessianOperator, cast_model_and_batches
+from .spectrum import hutchinson_trace, spectral_density
 
 
 @dataclass(frozen=True)
@@ -37,24 +38,24 @@ class EigenSettings:
     method: str = "lanczos"  # hessian.EIGEN_METHODS
 
 
-def settings_conflict(recorded: str | None, settings: EigenSettings) -> str | None:
+def settings_conflict(recorded: dict[str, Any] | None, settings: EigenSettings) -> str | None:
     """What differs between the settings recorded in a file and ``settings`` (None if nothing)."""
     if not recorded:
         return None
-    theirs = json.loads(recorded)
+    theirs = recorded
     diffs = [f"{k}={theirs[k]!r} (now {v!r})" for k, v in asdict(settings).items()
              if k in ("params", "float64", "method") and k in theirs and theirs[k] != v]
     return ", ".join(diffs) or None
 
 
 def operator(model: nn.Module, evalset: EvalSet, *, loss_name: str,
-             settings: EigenSettings) -> hessian.HessianOperator:
+             settings: EigenSettings) -> HessianOperator:
     """The Hessian operator of ``model`` (float64 first if asked: cast before anything holds
     the model's tensors)."""
     batches = evalset.batches
     if settings.float64:
-        batches = hessian.cast_model_and_batches(model, batches, dtype=torch.float64)
-    return hessian.HessianOperator(model, batches, num_classes=evalset.num_classes,
+        batches = cast_model_and_batches(model, batches, dtype=torch.float64)
+    return HessianOperator(model, batches, num_classes=evalset.num_classes,
                                    loss_name=loss_name, params=settings.params)
 
 
@@ -75,7 +76,7 @@ def hessian_task(*, model: nn.Module, directions: Sequence[Sequence[Any]], dir_t
     def evaluate_point(index: int, needs: tuple[str, ...], poll: Poll) -> dict[str, float]:
         setter.set(point_coordinates(index, xcoordinates, ycoordinates))
         op.poll = poll
-        result = hessian.extreme_eigenvalues(op, tol=settings.tol, maxiter=settings.maxiter,
+        result = extreme_eigenvalues(op, tol=settings.tol, maxiter=settings.maxiter,
                                              start=previous[0] if warm_start else None,
                                              method=settings.method)
         previous[0] = result.vectors
@@ -94,23 +95,23 @@ def centre_extras(model: nn.Module, evalset: EvalSet, *, loss_name: str, setting
     """Top-k eigenvalues, Hutchinson trace and SLQ spectral density at the model's weights.
 
     Returns:
-        ``(arrays, attrs)`` for :func:`h5_util.write_surface_group`.
+        ``(arrays, attrs)`` for :func:`h5io.write_surface_group`.
     """
     model.eval()
     op = operator(model, evalset, loss_name=loss_name, settings=settings)
     arrays: dict[str, np.ndarray] = {}
-    attrs: dict[str, Any] = {"settings": json.dumps(asdict(settings)), "parameters": op.size,
+    attrs: dict[str, Any] = {"settings": asdict(settings), "parameters": op.size,
                              "normalization": "Hessian of the mean loss over the evaluation data"}
     if top_k:
-        top = hessian.top_eigenvalues(op, k=top_k, tol=settings.tol, seed=seed)
+        top = top_eigenvalues(op, k=top_k, tol=settings.tol, seed=seed)
         arrays["top_eigenvalues"] = top.values
         attrs.update(top_k_hvps=top.hvps, top_k_converged=top.converged)
     if trace_probes:
-        trace = hessian.hutchinson_trace(op, probes=trace_probes, seed=seed)
+        trace = hutchinson_trace(op, probes=trace_probes, seed=seed)
         arrays["trace_samples"] = trace.samples
         attrs.update(trace=trace.trace, trace_stderr=trace.stderr, trace_hvps=trace.hvps)
     if density_probes:
-        density = hessian.spectral_density(op, probes=density_probes, steps=density_steps, seed=seed)
+        density = spectral_density(op, probes=density_probes, steps=density_steps, seed=seed)
         arrays["density_nodes"], arrays["density_weights"] = density.nodes, density.weights
         lo, hi = float(density.nodes.min()), float(density.nodes.max())
         pad = 0.05 * (hi - lo or 1.0)
@@ -121,7 +122,10 @@ def centre_extras(model: nn.Module, evalset: EvalSet, *, loss_name: str, setting
 
 
 def write_centre_extras(surf_file: str, arrays: dict[str, np.ndarray], attrs: dict[str, Any]) -> None:
-    h5_util.write_surface_group(surf_file, h5_util.HESSIAN_CENTRE, arrays, attrs)
+    """Store the centre results as the group ``hessian_centre`` of the surface file (under the
+    writer lock: a plot_surface.py run may be writing the same file)."""
+    with writer_lock(surf_file):
+        h5io.write_surface_group(surf_file, h5io.HESSIAN_CENTRE, arrays, attrs)
 
 
 def format_centre_extras(arrays: dict[str, np.ndarray], attrs: dict[str, Any]) -> str:

@@ -2,14 +2,14 @@
 
 Build a model by name with :func:`create_model` and list every name with :func:`list_models`::
 
-    from ..models import create_model, list_models
+    from loss_landscape_toolkit.models import create_model, list_models
     net = create_model("resnet56", num_classes=10)
 
 Importing the architecture modules below registers their variants.
 """
 from __future__ import annotations
 
-from . import densenet, resnet, vgg  # noqa: F401  (imported for their @register_model side effects)
+from . import densenet, resnet, vgg  # imported for their @register_model side effects
 from ._registry import create_model, list_models, register_model
 
 __all__ = ["create_model", "list_models", "register_model"]

@@ -14,20 +14,17 @@ weights under ``'state_dict'`` (what the reference training code writes) or a ba
 from __future__ import annotations
 
 import hashlib
-import importlib
-import importlib.util
 import os
 import pickle
-import sys
-import uuid
 from collections import OrderedDict
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import torch
 import torch.nn as nn
 
-from ..errors import ModelError
-from ..models import create_model
+from .._imports import import_object, is_spec, on_sys_path
+from ..errors import ModelError, one_line
+from ._registry import create_model
 
 _RESAVE_HINT = "re-save only the weights with torch.save({'state_dict': model.state_dict()}, path)"
 _DATA_PARALLEL_PREFIX = "module."
@@ -38,116 +35,15 @@ _DATA_PARALLEL_PREFIX = "module."
 # --------------------------------------------------------------------------------------------
 
 
-def _one_line(exc: BaseException, limit: int = 300) -> str:
-    """``TypeName: message`` of an exception, squeezed onto one line and cut to ``limit`` chars."""
-    text = " ".join(str(exc).split())
-    if len(text) > limit:
-        text = text[: limit - 3] + "..."
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-def _import_file(path: str, spec: str) -> Any:
-    """Import the Python file ``path`` as a fresh module and return it."""
-    if not os.path.exists(path):
-        raise ModelError(
-            f"model file {path!r} in spec {spec!r} does not exist; "
-            "expected 'path/to/file.py:factory' with an existing file, check the path"
-        )
-    if not os.path.isfile(path):
-        raise ModelError(
-            f"model file {path!r} in spec {spec!r} is not a regular file; "
-            "expected 'path/to/file.py:factory', point it at a .py file"
-        )
-    module_name = f"_custom_model_{uuid.uuid4().hex}"
-    module_spec = importlib.util.spec_from_file_location(module_name, path)
-    if module_spec is None or module_spec.loader is None:
-        raise ModelError(
-            f"cannot import model file {path!r} in spec {spec!r}; "
-            "expected a Python source file ending in .py"
-        )
-    module = importlib.util.module_from_spec(module_spec)
-    # Registered so that dataclasses, pickling and the like can find the module by name.
-    sys.modules[module_name] = module
-    # Let the file import its sibling modules while it is being executed.
-    directory = os.path.dirname(os.path.abspath(path))
-    added = directory not in sys.path
-    if added:
-        sys.path.insert(0, directory)
-    try:
-        module_spec.loader.exec_module(module)
-    except Exception as exc:
-        del sys.modules[module_name]
-        raise ModelError(
-            f"importing model file {path!r} failed with {_one_line(exc)}; "
-            "fix the error in that file (try running it with python) and retry"
-        ) from exc
-    finally:
-        if added:
-            try:
-                sys.path.remove(directory)
-            except ValueError:  # the file removed it itself
-                pass
-    return module
-
-
-def _import_dotted(module_name: str, spec: str) -> Any:
-    """Import the dotted module ``module_name`` from ``sys.path`` and return it."""
-    try:
-        return importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        raise ModelError(
-            f"cannot import module {module_name!r} in spec {spec!r} ({_one_line(exc)}); "
-            "expected 'pkg.module:factory' importable from sys.path (set PYTHONPATH) "
-            "or 'path/to/file.py:factory'"
-        ) from exc
-    except Exception as exc:
-        raise ModelError(
-            f"importing module {module_name!r} in spec {spec!r} failed with {_one_line(exc)}; "
-            "fix the error in that module and retry"
-        ) from exc
-
-
-def _is_dotted_name(text: str) -> bool:
-    return bool(text) and all(part.isidentifier() for part in text.split("."))
-
-
 def _build_custom(spec: str) -> nn.Module:
     """Build a model from a ``file.py:factory`` or ``pkg.module:factory`` spec."""
-    # rpartition: a Windows drive letter ("C:\\nets\\a.py:f") keeps its colon in the path.
-    location, _, attr = spec.rpartition(":")
-    if not location or not attr:
-        raise ModelError(
-            f"model spec {spec!r} is incomplete; expected 'path/to/file.py:factory' or "
-            "'pkg.module:factory' with both parts non-empty"
-        )
-    if location.endswith(".py") or os.sep in location or "/" in location:
-        module = _import_file(location, spec)
-    elif _is_dotted_name(location):
-        module = _import_dotted(location, spec)
-    else:
-        raise ModelError(
-            f"model spec {spec!r} names neither a .py file nor a dotted module; "
-            "expected 'path/to/file.py:factory' or 'pkg.module:factory'"
-        )
-
-    if not hasattr(module, attr):
-        public = sorted(n for n, v in vars(module).items() if callable(v) and not n.startswith("_"))
-        shown = ", ".join(public[:10]) + (", ..." if len(public) > 10 else "")
-        raise ModelError(
-            f"{location!r} has no attribute {attr!r} (spec {spec!r}); "
-            f"expected the name of a factory function there (callables found: {shown or 'none'})"
-        )
-    factory: Callable[[], Any] = getattr(module, attr)
-    if not callable(factory):
-        raise ModelError(
-            f"{attr!r} in {location!r} is a {type(factory).__name__}, not callable (spec {spec!r}); "
-            "expected a function or class that takes no arguments and returns an nn.Module"
-        )
+    factory, folder = import_object(spec, kind="model", error=ModelError)
     try:
-        model = factory()
+        with on_sys_path(folder):
+            model = factory()
     except Exception as exc:
         raise ModelError(
-            f"model factory {spec!r} raised {_one_line(exc)} when called with no arguments; "
+            f"model factory {spec!r} raised {one_line(exc)} when called with no arguments; "
             "make it callable as factory() and fix the error"
         ) from exc
     if not isinstance(model, nn.Module):
@@ -180,7 +76,7 @@ def build_model(spec: str, *, num_classes: int = 10) -> nn.Module:
             f"model spec must be a non-empty string, got {spec!r}; "
             "pass a model name such as 'resnet56' or 'path/to/file.py:factory'"
         )
-    if ":" in spec:
+    if is_spec(spec):
         return _build_custom(spec)
     try:
         return create_model(spec, num_classes=num_classes)
@@ -223,6 +119,23 @@ def _strip_data_parallel(state: Mapping[str, torch.Tensor]) -> dict[str, torch.T
     return out
 
 
+def _torch_load(path: str) -> Any:
+    """``torch.load`` with ``weights_only``, every failure as one line."""
+    unreadable = (f"checkpoint {path!r} is not a readable torch file ({{}}); expected a checkpoint written "
+                  "by torch.save({{'state_dict': model.state_dict()}}, path); check the --model_file path")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "weights only load failed" in str(exc).lower():
+            raise ModelError(
+                f"checkpoint {path!r} holds Python objects that weights_only loading refuses "
+                f"(for example a whole model saved with torch.save(model)); {_RESAVE_HINT}"
+            ) from exc
+        raise ModelError(unreadable.format(one_line(exc))) from exc
+    except Exception as exc:
+        raise ModelError(unreadable.format(one_line(exc))) from exc
+
+
 def load_checkpoint_state(path: str) -> dict[str, torch.Tensor]:
     """Read the state_dict stored in a checkpoint file.
 
@@ -252,26 +165,7 @@ def load_checkpoint_state(path: str) -> dict[str, torch.Tensor]:
             f"checkpoint path {path!r} is a directory; expected a checkpoint file "
             "written by torch.save, e.g. model_300.t7 inside it"
         )
-    try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        if "weights only load failed" in str(exc).lower():
-            raise ModelError(
-                f"checkpoint {path!r} holds Python objects that weights_only loading refuses "
-                f"(for example a whole model saved with torch.save(model)); {_RESAVE_HINT}"
-            ) from exc
-        raise ModelError(
-            f"checkpoint {path!r} is not a readable torch file ({_one_line(exc)}); "
-            "expected a checkpoint written by torch.save({'state_dict': model.state_dict()}, path); "
-            "check the --model_file path"
-        ) from exc
-    except Exception as exc:
-        raise ModelError(
-            f"checkpoint {path!r} is not a readable torch file ({_one_line(exc)}); "
-            "expected a checkpoint written by torch.save({'state_dict': model.state_dict()}, path); "
-            "check the --model_file path"
-        ) from exc
-
+    loaded = _torch_load(path)
     if isinstance(loaded, Mapping) and "state_dict" in loaded:
         state = loaded["state_dict"]
         where = "its 'state_dict' entry"
@@ -374,7 +268,7 @@ def load_state_into(model: nn.Module, state: Mapping[str, torch.Tensor], *, sour
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         raise ModelError(
-            f"checkpoint {source!r} could not be copied into the model ({_one_line(exc)}); "
+            f"checkpoint {source!r} could not be copied into the model ({one_line(exc)}); "
             "check that --model is the architecture this checkpoint was trained with"
         ) from exc
 

@@ -5,7 +5,7 @@ included, computes points. Other ranks ask rank 0 for their next point while the
 current one (so the answer is waiting when they finish) and send their results with that
 request; rank 0 answers between the batches of its own forward passes. Results are written
 by rank 0 alone, in batches at most every ``flush_secs`` seconds, each batch an atomic
-replacement of the file (see h5_util). There is no collective operation per point.
+replacement of the file (see h5io). There is no collective operation per point.
 
     rank k != 0                           rank 0
     ---------------------------------     -------------------------------------------
@@ -24,10 +24,11 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from .. import h5io as h5_util
+from .. import h5io
+from .._files import writer_lock
 from ..h5io import MetricGroup
-from .world import World
 from .scheduler import WorkItem, WorkQueue, remaining_points
+from .world import World
 
 Poll = Callable[[], None]
 # (flat index, names of the groups to compute, poll) -> {metric key: value}
@@ -79,7 +80,7 @@ class ResultWriter:
     def flush(self) -> None:
         if self._pending:
             results = {k: (np.array(i), np.array(v)) for k, (i, v) in self._pending.items()}
-            h5_util.update_surface_file(self.path, groups=self.groups, results=results)
+            h5io.update_surface_file(self.path, groups=self.groups, results=results)
             self._pending.clear()
         self._last = time.monotonic()
 
@@ -96,9 +97,9 @@ def run_grid(*, world: World, surf_file: str, groups: Sequence[MetricGroup],
     """
     start = time.monotonic()
     if world.is_root:
-        with h5_util.writer_lock(surf_file):
-            h5_util.update_surface_file(surf_file, groups=groups)  # arrays and masks exist
-            surface = h5_util.read_surface_file(surf_file)
+        with writer_lock(surf_file):
+            h5io.update_surface_file(surf_file, groups=groups)  # arrays and masks exist
+            surface = h5io.read_surface_file(surf_file)
             todo = remaining_points(surface.done_masks(groups))
             total = int(np.prod(surface.shape))
             if only is not None:
@@ -125,9 +126,6 @@ class _Root:
         self.bar = tqdm(total=total, initial=total - len(todo), desc=desc, unit="pt",
                         disable=not progress, dynamic_ncols=True, smoothing=0.1,
                         mininterval=0.5 if interactive else 30.0, file=sys.stderr)
-        if world.comm is not None:
-            from mpi4py import MPI
-            self._any_source, self._status = MPI.ANY_SOURCE, MPI.Status()
 
     def run(self, evaluate_points: PointsFn, chunk: int) -> GridStats:
         try:
@@ -136,8 +134,7 @@ class _Root:
                     self._record(0, index, values)
                 self.poll()
             while self.active > 0:  # no work left here: serve the others until they finish
-                msg = self.world.comm.recv(source=self._any_source, tag=TAG_REQUEST, status=self._status)
-                self._serve(self._status.Get_source(), msg)
+                self._serve(*self.world.recv_any(TAG_REQUEST))
         finally:
             self.writer.flush()
             self.bar.close()
@@ -145,12 +142,10 @@ class _Root:
 
     def poll(self) -> None:
         """Answer every waiting request (called between batches and between points)."""
-        comm = self.world.comm
-        if comm is None:
+        if self.world.comm is None:
             return
-        while comm.Iprobe(source=self._any_source, tag=TAG_REQUEST, status=self._status):
-            source = self._status.Get_source()
-            self._serve(source, comm.recv(source=source, tag=TAG_REQUEST))
+        while (message := self.world.poll_any(TAG_REQUEST)) is not None:
+            self._serve(*message)
 
     def _serve(self, source: int, msg: tuple) -> None:
         results, want, final = msg
@@ -159,7 +154,7 @@ class _Root:
         if final:
             self.active -= 1
         else:
-            self.world.comm.send(self.queue.take(want), dest=source, tag=TAG_WORK)
+            self.world.send(self.queue.take(want), source, TAG_WORK)
 
     def _record(self, rank: int, index: int, values: Mapping[str, float]) -> None:
         self.writer.add(index, values)
@@ -173,20 +168,19 @@ class _Root:
 
 
 def _run_worker(world: World, evaluate_points: PointsFn, chunk: int) -> None:
-    comm = world.comm
     results: list[tuple[int, Mapping[str, float]]] = []
 
     def ask() -> Any:
-        comm.send((list(results), chunk, False), dest=0, tag=TAG_REQUEST)
+        world.send((list(results), chunk, False), 0, TAG_REQUEST)
         results.clear()
-        return comm.irecv(source=0, tag=TAG_WORK)
+        return world.irecv(0, TAG_WORK)
 
     pending = ask()
     while work := pending.wait():
         pending = ask()  # fetch the next chunk while this one computes
         values = evaluate_points(work, _no_poll)
         results.extend((index, dict(v)) for (index, _), v in zip(work, values))
-    comm.send((results, 0, True), dest=0, tag=TAG_REQUEST)
+    world.send((results, 0, True), 0, TAG_REQUEST)
 
 
 def _no_poll() -> None:

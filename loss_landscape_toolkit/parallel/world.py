@@ -22,7 +22,7 @@ from ..errors import EXIT_USAGE, SilentExit, UsageError
 # srun's PMI-2 (PMI_SIZE), Open MPI, MVAPICH2, and srun itself.
 _SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE", "SLURM_STEP_NUM_TASKS")
 _RANK_VARS = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK", "SLURM_PROCID")
-TAG_AGREE = 21  # set-up outcomes (grid_runner uses 11 and 12)
+TAG_AGREE = 21  # set-up outcomes (the grid loop uses 11 and 12)
 # First report of ranks waiting at a set-up step, then doubling (an environment knob for tests)
 WAIT_REPORT_SECS = float(os.environ.get("LANDSCAPE_WAIT_REPORT_SECS", "60"))
 
@@ -47,19 +47,26 @@ def env_rank() -> int:
 
 @dataclass
 class World:
-    """Rank, size and node-local rank of this process; ``comm`` is None without MPI."""
+    """Rank, size and node-local rank of this process; ``comm`` is None without MPI.
+
+    ``mpi`` is the module with ``ANY_SOURCE`` and ``Status`` (``mpi4py.MPI``, imported when first
+    needed); tests pass a small in-process stand-in for it and for ``comm``.
+    """
 
     comm: Any = None
     rank: int = 0
     size: int = 1
     local_rank: int = 0
     hosts: list[str] = field(default_factory=list)  # host name of every rank
+    mpi: Any = None
 
     @property
     def _mpi(self) -> Any:
-        from mpi4py import MPI
+        if self.mpi is None:
+            from mpi4py import MPI
 
-        return MPI
+            self.mpi = MPI
+        return self.mpi
 
     @property
     def is_root(self) -> bool:
@@ -74,6 +81,27 @@ class World:
 
     def allgather(self, obj: Any) -> list[Any]:
         return [obj] if self.comm is None else self.comm.allgather(obj)
+
+    def send(self, obj: Any, dest: int, tag: int) -> None:
+        self.comm.send(obj, dest=dest, tag=tag)
+
+    def irecv(self, source: int, tag: int) -> Any:
+        """A pending receive; its ``wait()`` returns the message."""
+        return self.comm.irecv(source=source, tag=tag)
+
+    def recv_any(self, tag: int) -> tuple[int, Any]:
+        """The next message with ``tag`` from any rank, waiting for it: ``(source, message)``."""
+        status = self._mpi.Status()
+        msg = self.comm.recv(source=self._mpi.ANY_SOURCE, tag=tag, status=status)
+        return status.Get_source(), msg
+
+    def poll_any(self, tag: int) -> tuple[int, Any] | None:
+        """A message with ``tag`` that has already arrived from any rank, or None (no waiting)."""
+        status = self._mpi.Status()
+        if not self.comm.Iprobe(source=self._mpi.ANY_SOURCE, tag=tag, status=status):
+            return None
+        source = status.Get_source()
+        return source, self.comm.recv(source=source, tag=tag)
 
     def abort(self, code: int = 1) -> None:
         """End every rank now (after an error that the others cannot know about)."""
@@ -96,7 +124,7 @@ class World:
         error: BaseException | None = None
         try:
             yield
-        except Exception as exc:  # noqa: BLE001 - re-raised below on the reporting rank
+        except Exception as exc:
             error = exc
         if self.comm is None or self.size == 1:
             if error is not None:
@@ -190,7 +218,7 @@ def abort_on_error(world: World) -> Any:
                 raise
             print(f"error on rank {world.rank}: {exc}", file=sys.stderr, flush=True)
             world.abort(EXIT_USAGE)
-        except BaseException:  # noqa: BLE001 - includes KeyboardInterrupt: stop all ranks
+        except BaseException:
             if world.size == 1:
                 raise
             print(f"rank {world.rank} of {world.size} failed:", file=sys.stderr)

@@ -2,17 +2,16 @@
 MPLBACKEND), outputs and the printed numbers; bad input as one line and exit code 2."""
 from __future__ import annotations
 
-import json
 import os
 
 import numpy as np
 import pytest
+from conftest import assert_usage_error, run_script
+from surface_files import write_pca_directions, write_projection, write_surface
 
-from loss_landscape_toolkit import h5io as h5_util
+from loss_landscape_toolkit import h5io
 from loss_landscape_toolkit.cli import plot_1d as plot_1D
 from loss_landscape_toolkit.cli import plot_2d as plot_2D
-from conftest import assert_usage_error, run_script
-from data.surface_files import write_pca_directions, write_projection, write_surface
 
 X9 = np.linspace(-1, 1, 9)
 Y5 = np.linspace(-1, 1, 5)
@@ -45,7 +44,7 @@ def test_plot_2d_headless_with_stats_and_show(tmp_path):
     assert lines[4] == "train_loss: 0.2 at the centre (x, y)=(0, 0)"
     assert "fraction of the grid under 0.3" in proc.stdout and "principal curvatures 4, 2" in proc.stdout
     assert proc.stderr.strip().startswith("warning: --show: no display") and len(proc.stderr.splitlines()) == 1
-    stored = json.loads(h5_util.read_surface_file(surf).attrs["stats_train_loss"])
+    stored = h5io.read_surface_file(surf).attrs["stats_train_loss"]  # decoded from JSON
     assert stored["fit"]["d2x"] == pytest.approx(4) and stored["centre_value"] == pytest.approx(0.2)
 
 

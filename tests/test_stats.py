@@ -1,17 +1,17 @@
 """The comparable numbers against their closed forms on analytic bowls, and metric selection."""
 from __future__ import annotations
 
-import json
 import math
 import shutil
 
 import numpy as np
 import pytest
-
-from loss_landscape_toolkit import h5io as h5_util
-from loss_landscape_toolkit import stats as surface_stats
 from conftest import DATA
-from data.surface_files import write_surface
+from surface_files import write_surface
+
+from loss_landscape_toolkit import h5io
+from loss_landscape_toolkit import stats as surface_stats
+from loss_landscape_toolkit._files import writer_lock
 from loss_landscape_toolkit.errors import FileFormatError, UsageError
 
 A, B, C0, DELTA = 2.0, 0.5, 0.3, 0.1
@@ -33,7 +33,7 @@ def bowl_2d(tmp_path):
     x = np.linspace(-1, 1, 41)  # h = 0.05, through 0
     y = np.linspace(-1.5, 1.5, 61)  # h = 0.05, non-square grid
     path = write_surface(tmp_path / "bowl.h5", x, y, _bowl)
-    return h5_util.read_surface_file(path)
+    return h5io.read_surface_file(path)
 
 
 def test_bowl_2d_matches_closed_forms(bowl_2d):
@@ -68,7 +68,7 @@ def test_bowl_2d_fraction_under_level(bowl_2d):
 
 def test_bowl_1d_and_fit_window(tmp_path):
     x = np.linspace(-2, 2, 81)  # h = 0.05
-    surface = h5_util.read_surface_file(write_surface(tmp_path / "b1.h5", x, None, lambda x: C0 + A * x**2))
+    surface = h5io.read_surface_file(write_surface(tmp_path / "b1.h5", x, None, lambda x: C0 + A * x**2))
     s = surface_stats.surface_stats(surface, "train_loss", fit_points=3)
     exact = 2 * math.sqrt(DELTA / A)
     assert exact - _width_tolerance(0.05, A) <= s.widths["x"].width <= exact + 1e-12
@@ -81,7 +81,7 @@ def test_cubic_term_does_not_change_the_curvature_at_the_centre(tmp_path):
     """On a window symmetric around the centre, x^3 is orthogonal to 1 and x^2: it changes the
     slope of the fit, not its curvature."""
     x = np.linspace(-1, 1, 21)
-    surface = h5_util.read_surface_file(write_surface(tmp_path / "c.h5", x, None, lambda x: x**2 + x**3))
+    surface = h5io.read_surface_file(write_surface(tmp_path / "c.h5", x, None, lambda x: x**2 + x**3))
     assert surface_stats.surface_stats(surface).fit.d2x == pytest.approx(2.0, abs=1e-9)
 
 
@@ -90,7 +90,7 @@ def test_open_regions_are_lower_bounds(tmp_path):
     y = np.linspace(-1, 1, 5)
     done = np.ones((5, 11), dtype=bool)
     done[2, 7] = False  # not computed, on the x line through the centre, right of it
-    surface = h5_util.read_surface_file(
+    surface = h5io.read_surface_file(
         write_surface(tmp_path / "open.h5", x, y, lambda x, y: 0.01 * x**2 + 5 * y**2, done=done))
     s = surface_stats.surface_stats(surface)
     wx, wy = s.widths["x"], s.widths["y"]
@@ -101,19 +101,20 @@ def test_open_regions_are_lower_bounds(tmp_path):
 
 def test_diverged_neighbour_and_missing_centre(tmp_path):
     x = np.linspace(-1, 1, 5)
-    loss = lambda x: np.where(x > 0.2, np.inf, x**2)  # noqa: E731  (diverged right of the centre)
-    s = surface_stats.surface_stats(h5_util.read_surface_file(write_surface(tmp_path / "inf.h5", x, None, loss)))
+    def loss(x):  # diverged right of the centre
+        return np.where(x > 0.2, np.inf, x**2)
+    s = surface_stats.surface_stats(h5io.read_surface_file(write_surface(tmp_path / "inf.h5", x, None, loss)))
     w = s.widths["x"]
     assert not w.bounded and w.right == 0.0 and w.left == pytest.approx(-0.5 * 0.1 / 0.25)
     done = np.array([1, 1, 0, 1, 1], dtype=bool)
-    s = surface_stats.surface_stats(h5_util.read_surface_file(
+    s = surface_stats.surface_stats(h5io.read_surface_file(
         write_surface(tmp_path / "hole.h5", x, None, lambda x: x**2, done=done)))
     assert s.centre_value is None and s.widths == {} and "not computed" in surface_stats.format_stats(s)
 
 
 def test_too_few_points_for_the_fit(tmp_path):
     x, y = np.linspace(-1, 1, 2), np.linspace(-1, 1, 2)  # 4 points < 6 coefficients
-    s = surface_stats.surface_stats(h5_util.read_surface_file(
+    s = surface_stats.surface_stats(h5io.read_surface_file(
         write_surface(tmp_path / "tiny.h5", x, y, lambda x, y: x**2 + y**2)))
     assert s.fit is None and "too few" in surface_stats.format_stats(s)
 
@@ -121,7 +122,7 @@ def test_too_few_points_for_the_fit(tmp_path):
 def test_metrics_derived_error_and_masks(tmp_path):
     x, y = np.linspace(-1, 1, 3), np.linspace(0, 1, 2)
     done = np.array([[1, 1, 1], [1, 0, 1]], dtype=bool)
-    surface = h5_util.read_surface_file(write_surface(
+    surface = h5io.read_surface_file(write_surface(
         tmp_path / "m.h5", x, y, lambda x, y: x + y, acc=lambda x, y: 90 + x, test=True, done=done))
     err = surface_stats.get_metric(surface, "train_err")
     assert err.values[0].tolist() == pytest.approx([11, 10, 9]) and np.isnan(err.values[1, 1])
@@ -137,13 +138,13 @@ def test_reference_file_summary_and_save(tmp_path):
     them as JSON attributes, and is refused while a run writes the file."""
     path = str(tmp_path / "ref.h5")
     shutil.copy(DATA / "reference_resnet20_surface_5x5.h5", path)
-    text = surface_stats.summarize_file(path, save=True)
+    text = surface_stats.summarize(h5io.read_surface_file(path), save=True)
     assert text.startswith("train_loss: 2.2978 at the centre (x, y)=(0, 0)")
     assert "fraction of the grid under 2.3978: 64.00% (16/25" in text and "stored as attributes" in text
-    stored = json.loads(h5_util.read_surface_file(path).attrs["stats_train_loss"])
-    again = surface_stats.surface_stats(h5_util.read_surface_file(path)).as_dict()
+    stored = h5io.read_surface_file(path).attrs["stats_train_loss"]  # decoded from JSON
+    again = surface_stats.surface_stats(h5io.read_surface_file(path)).as_dict()
     assert stored == again and stored["widths"]["x"]["bounded"] is False
-    with h5_util.writer_lock(path), pytest.raises(FileFormatError, match="another process"):
+    with writer_lock(path), pytest.raises(FileFormatError, match="another process"):
         surface_stats.save_stats(path, [])
 
 

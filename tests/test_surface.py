@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-
-from loss_landscape_toolkit import h5io as h5_util
-from loss_landscape_toolkit import directions as npl
 from conftest import make_small_data, make_small_net
+
+from loss_landscape_toolkit import directions as npl
+from loss_landscape_toolkit import h5io
 from loss_landscape_toolkit.surface import compute_surface
 
 
@@ -50,7 +50,7 @@ def test_compute_surface_1d_with_test_data_and_a_file(tmp_path, small_net, small
     assert surf.values["train_loss"].shape == (5,)
     centre_loss = F.cross_entropy(small_net(test[0]), test[1]).item()
     assert surf.values["test_loss"][2] == pytest.approx(centre_loss, rel=1e-5)
-    on_disk = h5_util.read_surface_file(path)
+    on_disk = h5io.read_surface_file(path)
     np.testing.assert_array_equal(on_disk.arrays["train_loss"], surf.values["train_loss"])
     again = compute_surface(small_net, small_data, test_data=test, x=np.linspace(-1, 1, 5), surf_file=path)
     assert again.stats.computed == 0  # resumed: nothing left to do

@@ -1,10 +1,13 @@
-"""Range parsing and the shared command-line pieces."""
+"""cli/args.py: range parsing and the flag groups shared by the programs."""
 from __future__ import annotations
+
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
-from loss_landscape_toolkit.cli import _common as cli
+from loss_landscape_toolkit.cli import args as cli
 from loss_landscape_toolkit.errors import RangeError, UsageError
 
 
@@ -43,3 +46,22 @@ def test_parser_errors_are_usage_errors():
         parser.parse_args(["--xnorm", "filtre"])
     args = parser.parse_args(["--xnorm", ""])  # the reference's spelling of "none"
     assert cli.norm_choice(args.xnorm) == "none"
+
+
+def test_flag_definitions_import_neither_torch_nor_h5py():
+    """--help and bad flags are answered without loading the heavy libraries."""
+    code = ("import sys; import loss_landscape_toolkit.cli.args as a; "
+            "p = a.ArgumentParser('x.py'); a.add_parallel_args(p); a.add_data_args(p); a.add_model_args(p); "
+            "a.add_direction_args(p); a.add_run_args(p); a.add_output_args(p, plot=True); p.format_help(); "
+            "print(sorted(m for m in ('torch', 'h5py', 'matplotlib') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_help_says_where_the_default_data_path_is():
+    parser = cli.ArgumentParser("x.py")
+    cli.add_data_args(parser)
+    text = " ".join(parser.format_help().split())
+    assert "$LANDSCAPE_DATAPATH" in text and "cifar10/data in the working folder" in text
+    assert "default: None" not in text  # a flag left unset is explained, not shown as None
+    assert parser.parse_args([]).datapath is None

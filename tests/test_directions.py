@@ -1,17 +1,16 @@
 """Directions: normalizations against their definitions, weights vs states, target directions,
-scale invariance, seeds, file names (REFERENCE.md section 5) and direction-file checks."""
+scale invariance, seeds, and direction-file checks."""
 from __future__ import annotations
 
 import copy
-import json
 
 import numpy as np
 import pytest
 import torch
-
-from loss_landscape_toolkit import h5io as h5_util
-from loss_landscape_toolkit import directions as npl
 from conftest import DATA, SmallConvNet, make_small_data, make_small_net
+
+from loss_landscape_toolkit import directions as npl
+from loss_landscape_toolkit import h5io
 from loss_landscape_toolkit.errors import FileFormatError
 from loss_landscape_toolkit.evaluation import evaluate, make_batches
 
@@ -35,15 +34,20 @@ def test_filter_normalization_matches_definition(shape):
 
 def test_other_normalizations_match_definitions():
     w, d0 = _rand(4, 2, 3, 3, seed=3), _rand(4, 2, 3, 3, seed=4)
-    d = d0.clone(); npl.normalize_direction(d, w, "layer")
+    d = d0.clone()
+    npl.normalize_direction(d, w, "layer")
     assert torch.allclose(d, d0 * w.norm() / d0.norm())
-    d = d0.clone(); npl.normalize_direction(d, w, "weight")
+    d = d0.clone()
+    npl.normalize_direction(d, w, "weight")
     assert torch.equal(d, d0 * w)
-    d = d0.clone(); npl.normalize_direction(d, w, "dfilter")
+    d = d0.clone()
+    npl.normalize_direction(d, w, "dfilter")
     assert torch.allclose(d.reshape(4, -1).norm(dim=1), torch.ones(4))
-    d = d0.clone(); npl.normalize_direction(d, w, "dlayer")
+    d = d0.clone()
+    npl.normalize_direction(d, w, "dlayer")
     assert d.norm().item() == pytest.approx(1.0)
-    d = d0.clone(); npl.normalize_direction(d, w, "none")
+    d = d0.clone()
+    npl.normalize_direction(d, w, "none")
     assert torch.equal(d, d0)
     with pytest.raises(ValueError):
         npl.normalize_direction(d0.clone(), w, "filters")
@@ -163,52 +167,6 @@ def test_cosine_similarity_against_numpy():
     assert npl.cosine_similarity(x, y) == pytest.approx(xv @ yv / np.linalg.norm(xv) / np.linalg.norm(yv))
 
 
-# ------------------------------------------------------------------ names (REFERENCE.md 5)
-A = "cifar10/trained_nets/a/model_300.t7"
-
-
-@pytest.mark.parametrize("kwargs, expected", [
-    (dict(model_file=A, dir_type="weights", xnorm="filter", xignore="biasbn"),
-     "cifar10/trained_nets/a/model_300.t7_weights_xignore=biasbn_xnorm=filter.h5"),
-    (dict(model_file=A, dir_type="weights", xnorm="filter", xignore="biasbn", two_d=True,
-          ynorm="filter", yignore="biasbn"),
-     "cifar10/trained_nets/a/model_300.t7_weights_xignore=biasbn_xnorm=filter_yignore=biasbn_ynorm=filter.h5"),
-    (dict(model_file=A, model_file2="cifar10/trained_nets/b/model_300.t7", dir_type="states",
-          xnorm="none", xignore="none"),
-     "cifar10/trained_nets/a_model_300.t7_b_model_300.t7_states.h5"),
-    (dict(model_file=A, model_file2="cifar10/trained_nets/a/model_200.t7", dir_type="states",
-          xnorm="", xignore=""),
-     "cifar10/trained_nets/a/model_300.t7_model_200.t7_states.h5"),
-    (dict(model_file=A, dir_type="weights", xnorm="filter", xignore="biasbn", two_d=True,
-          ynorm="filter", yignore="biasbn", same_dir=True, idx=3),
-     "cifar10/trained_nets/a/model_300.t7_weights_xignore=biasbn_xnorm=filter_yignore=biasbn_ynorm=filter_same_dir_idx=3.h5"),
-    # the reference glued model_file3's whole path on without a separator; we name it like model_file2
-    (dict(model_file=A, dir_type="weights", xnorm="none", xignore="none", two_d=True,
-          model_file3="cifar10/trained_nets/a/model_200.t7"),
-     "cifar10/trained_nets/a/model_300.t7_weights_model_200.t7.h5"),
-])
-def test_direction_file_names(kwargs, expected):
-    assert npl.name_direction_file(**kwargs) == expected
-
-
-D1 = "cifar10/trained_nets/a/model_300.t7_weights_xignore=biasbn_xnorm=filter.h5"
-D2 = "cifar10/trained_nets/a/model_300.t7_weights_xignore=biasbn_xnorm=filter_yignore=biasbn_ynorm=filter.h5"
-
-
-@pytest.mark.parametrize("kwargs, expected", [
-    (dict(dir_file=D1, x=(-1, 1, 51)), D1 + "_[-1.0,1.0,51].h5"),
-    (dict(dir_file=D2, x=(-1, 1, 51), y=(-1, 1, 51)), D2 + "_[-1.0,1.0,51]x[-1.0,1.0,51].h5"),
-    (dict(dir_file="cifar10/trained_nets/a_model_300.t7_b_model_300.t7_states.h5", x=(-0.5, 1.5, 401)),
-     "cifar10/trained_nets/a_model_300.t7_b_model_300.t7_states.h5_[-0.5,1.5,401].h5"),
-    (dict(dir_file="m_same_dir_idx=3.h5", x=(-1, 1, 51), y=(-1, 1, 51), raw_data=True, data_split=5, split_idx=2),
-     "m_same_dir_idx=3.h5_[-1.0,1.0,51]x[-1.0,1.0,51]_rawdata_datasplit=5_splitidx=2.h5"),
-    (dict(dir_file="m.h5", x=(-1, 1, 5), dataset="digits", loss_name="mse"),
-     "m.h5_[-1.0,1.0,5]_dataset=digits_loss=mse.h5"),
-])
-def test_surface_file_names(kwargs, expected):
-    assert npl.name_surface_file(**kwargs) == expected
-
-
 # ------------------------------------------------------------------ direction files
 def test_direction_file_round_trip_and_refusals(tmp_path, small_net):
     named = npl.named_tensors(small_net, "weights")
@@ -217,7 +175,7 @@ def test_direction_file_round_trip_and_refusals(tmp_path, small_net):
     npl.save_directions(path, dirs, named=named, attrs={"dir_type": "weights"})
     loaded = npl.load_directions(path, small_net, dir_type="weights", ndirections=2)
     assert all(np.array_equal(a, b.numpy()) for a, b in zip(loaded.directions[1], dirs[1]))
-    assert json.loads(loaded.attrs["tensor_names"])[0] == "conv1.weight"
+    assert loaded.attrs["tensor_names"][0] == "conv1.weight"  # decoded from JSON
     with pytest.raises(FileFormatError, match="already exists"):
         npl.save_directions(path, dirs, named=named, attrs={})
     with pytest.raises(FileFormatError, match="--dir_type weights"):
@@ -259,7 +217,7 @@ def test_reference_direction_file_fits_our_resnet20():
 
 def test_surface_file_is_not_a_direction_file():
     with pytest.raises(FileFormatError, match="surface file"):
-        h5_util.read_direction_file(str(DATA / "reference_resnet20_surface_5x5.h5"))
+        h5io.read_direction_file(str(DATA / "reference_resnet20_surface_5x5.h5"))
 
 
 def test_reference_recipe_reproduces_its_direction_file_bit_for_bit():
@@ -267,14 +225,14 @@ def test_reference_recipe_reproduces_its_direction_file_bit_for_bit():
     loads the checkpoint, then draws torch.randn per parameter, x then y. Normalizing those
     numbers with our filter/biasbn code gives its direction file exactly: an independent check
     of our normalization against the reference's own output."""
-    from loss_landscape_toolkit.models.loading import load_checkpoint_state
     from loss_landscape_toolkit.models import create_model
+    from loss_landscape_toolkit.models.loading import load_checkpoint_state
 
     torch.manual_seed(123)
     net = create_model("resnet20")
     net.load_state_dict(load_checkpoint_state(str(DATA / "reference_resnet20_model_0.t7")))
     weights = npl.tensors_of(net, "weights")
-    reference = h5_util.read_direction_file(str(DATA / "reference_resnet20_directions.h5"))
+    reference = h5io.read_direction_file(str(DATA / "reference_resnet20_directions.h5"))
     for stored in reference.directions:  # x, then y from the same stream
         ours = [torch.randn(w.size()) for w in weights]
         npl.normalize_directions(ours, weights, norm="filter", ignore="biasbn")

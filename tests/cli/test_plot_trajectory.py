@@ -13,10 +13,10 @@ import matplotlib.image
 import numpy as np
 import pytest
 import torch
+from conftest import DATA, TINY_MODEL, assert_usage_error, run_script
 
 from loss_landscape_toolkit import directions as net_plotter
 from loss_landscape_toolkit.cli import plot_trajectory
-from conftest import DATA, TINY_MODEL, assert_usage_error, run_script
 
 PCA_FOLDER = "PCA_weights_save_epoch=1"
 

@@ -17,20 +17,21 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-
-from loss_landscape_toolkit import h5io as h5_util
-from loss_landscape_toolkit.cli import plot_surface
 from conftest import BASE, DATA, ROOT, SLOW_MODEL, TINY_MODEL, assert_usage_error, run_cli, run_script
+
+from loss_landscape_toolkit import h5io
+from loss_landscape_toolkit.cli import plot_surface
 from loss_landscape_toolkit.h5io import TRAIN
 
 
-def _only_surface(folder: Path) -> h5_util.SurfaceFile:
+def _only_surface(folder: Path) -> h5io.SurfaceFile:
     files = [p for p in folder.iterdir() if "_[" in p.name and p.suffix == ".h5"]
     assert len(files) == 1, files
-    return h5_util.read_surface_file(str(files[0]))
+    return h5io.read_surface_file(str(files[0]))
 
 
 # ------------------------------------------------------------------ results
+@pytest.mark.mpi
 def test_one_process_and_mpirun_give_identical_arrays(tmp_path, checkpoint):
     args = ["--model_file", checkpoint.name, "--x=-1:1:4", "--y=-1:1:3", "--eval_test"]
     (tmp_path / "serial").mkdir()
@@ -51,9 +52,10 @@ def test_non_square_grid_lands_where_it_belongs(tmp_path, checkpoint):
     """Z[iy, ix] equals the loss at (x[ix], y[iy]) computed independently from the files."""
     run_cli(tmp_path, "--model_file", checkpoint.name, "--x=-1:1:3", "--y=0:0.5:2")
     surface = _only_surface(tmp_path)
-    dirs = h5_util.read_direction_file(str(tmp_path / surface.dir_file)).directions
-    from loss_landscape_toolkit import data as dataloader
+    dirs = h5io.read_direction_file(str(tmp_path / surface.dir_file)).directions
     import tiny_model
+
+    from loss_landscape_toolkit import data as dataloader
 
     data = dataloader.load_eval_data("digits", split="train")
     net = tiny_model.tiny()
@@ -113,7 +115,7 @@ def test_reference_direction_file_drives_our_resnet20(tmp_path):
                       "--x=-1:1:2", "--y=-1:1:2", "--dataset", "digits", "--data_split", "40",
                       "--no_progress", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    surface = h5_util.read_surface_file(str(tmp_path / "s.h5"))
+    surface = h5io.read_surface_file(str(tmp_path / "s.h5"))
     assert surface.done_mask(TRAIN).all() and np.isfinite(surface.arrays["train_loss"]).all()
 
 
@@ -137,7 +139,7 @@ def test_kill_9_then_rerun_gives_the_uninterrupted_result(tmp_path, checkpoint):
     def reader():  # "readable at every moment": open the file as fast as possible during the run
         while not stop.is_set():
             if (tmp_path / "surf.h5").exists():
-                s = h5_util.read_surface_file(str(tmp_path / "surf.h5"))
+                s = h5io.read_surface_file(str(tmp_path / "surf.h5"))
                 reads.append(int(s.done_mask(TRAIN).sum()) if "train_loss" in s.arrays else 0)
 
     thread = threading.Thread(target=reader)
@@ -151,12 +153,12 @@ def test_kill_9_then_rerun_gives_the_uninterrupted_result(tmp_path, checkpoint):
     finally:
         stop.set()
         thread.join()
-    done_at_kill = h5_util.read_surface_file(str(tmp_path / "surf.h5")).done_mask(TRAIN).sum()
+    done_at_kill = h5io.read_surface_file(str(tmp_path / "surf.h5")).done_mask(TRAIN).sum()
     assert 4 <= done_at_kill < 20, done_at_kill
     assert len(reads) > 10
     rerun = run_cli(tmp_path, *args, env=env)
     assert f"{done_at_kill} were already done" in rerun.stdout
-    resumed, uninterrupted = (h5_util.read_surface_file(str(p / "surf.h5")) for p in (tmp_path, clean))
+    resumed, uninterrupted = (h5io.read_surface_file(str(p / "surf.h5")) for p in (tmp_path, clean))
     for key in ("train_loss", "train_acc"):
         np.testing.assert_array_equal(resumed.arrays[key], uninterrupted.arrays[key])
 
@@ -171,7 +173,7 @@ def test_exception_on_one_rank_ends_the_job_promptly(tmp_path):
     assert proc.stderr.count("injected failure on rank 1") >= 1
     assert "rank 1 of 2 failed" in proc.stderr
     surf = [p for p in tmp_path.iterdir() if "_[" in p.name and p.suffix == ".h5"]
-    assert len(surf) == 1 and h5_util.read_surface_file(str(surf[0]))  # still readable
+    assert len(surf) == 1 and h5io.read_surface_file(str(surf[0]))  # still readable
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 
@@ -314,7 +316,7 @@ def test_resumes_a_surface_file_written_by_the_reference(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert f"direction file: {dir_name} (reused)" in proc.stdout
     assert "computed 2 point(s)" in proc.stdout and "23 were already done" in proc.stdout
-    after = h5_util.read_surface_file(str(tmp_path / surf_name))
+    after = h5io.read_surface_file(str(tmp_path / surf_name))
     kept = np.ones((5, 5), bool)
     kept[1, 3] = kept[4, 0] = False
     np.testing.assert_array_equal(after.arrays["train_loss"][kept], before[kept])
@@ -332,3 +334,16 @@ def test_plot_flag_draws_the_figures_and_reports_comparable_numbers(tmp_path, ch
     proc = run_cli(tmp_path, "--model_file", checkpoint.name, "--x=-1:1:5", "--surf_file", "l.h5",
                    "--plot", "--format", "png")
     assert "l.h5_1d_loss_acc.png" in proc.stdout and (tmp_path / "l.h5_1d_train_err.png").exists()
+
+
+def test_plot_reads_the_finished_surface_file_once(tmp_path, monkeypatch, capsys, checkpoint):
+    """The grid loop reads the file once to find what remains; the summary and all four figures
+    of --plot share one more read."""
+    reads = []
+    real = h5io.read_surface_file
+    monkeypatch.setattr(h5io, "read_surface_file", lambda path: reads.append(path) or real(path))
+    code, err = _main(tmp_path, monkeypatch, capsys, "--model_file", checkpoint.name, "--x=-1:1:3", "--y=-1:1:3",
+                      "--plot", "--format", "png", "--dpi", "40", "--surf_file", "s.h5")
+    assert code == 0, err
+    assert reads == ["s.h5", "s.h5"]
+    assert len(list(tmp_path.glob("s.h5_train_loss_*.png"))) == 4

@@ -3,18 +3,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from conftest import DATA
 
 from loss_landscape_toolkit import models
 from loss_landscape_toolkit.errors import ModelError, UsageError
 from loss_landscape_toolkit.models import _registry, create_model, list_models, register_model
 
-REFERENCE = json.loads((Path(__file__).parent / "data" / "reference_models.json").read_text())
+REFERENCE = json.loads((DATA / "reference_models.json").read_text())
 
 EXPECTED_NAMES = [
     "vgg9", "densenet121",
@@ -140,7 +140,7 @@ def test_seed_0_construction_reproduces_the_reference_resnet20_checkpoint():
     # reference_resnet20_model_0.t7 is the reference's resnet20 right after construction
     # under torch.manual_seed(0): same modules, created in the same order, with the same
     # default initialisers give bit-identical weights.
-    ref = torch.load(Path(__file__).parent / "data" / "reference_resnet20_model_0.t7", weights_only=True)
+    ref = torch.load(DATA / "reference_resnet20_model_0.t7", weights_only=True)
     torch.manual_seed(0)
     net = create_model("resnet20")
     ours = net.state_dict()
@@ -209,7 +209,7 @@ def test_num_classes_sets_head_size(name, head, in_features):
     assert (layer.out_features, layer.in_features) == (7, in_features)
     sd = net.state_dict()
     assert sd[f"{head}.weight"].shape == (7, in_features) and sd[f"{head}.bias"].shape == (7,)
-    default = dict((k, s) for k, s, _ in REFERENCE[name]["state_dict"])
+    default = {k: s for k, s, _ in REFERENCE[name]["state_dict"]}
     # Nothing but the head changes.
     assert {k for k, v in sd.items() if list(v.shape) != default[k]} == {f"{head}.weight", f"{head}.bias"}
 

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import assert_usage_error, run_script
+from surface_files import write_pca_directions, write_surface
 from vtkmodules.util.numpy_support import vtk_to_numpy
 from vtkmodules.vtkIOGeometry import vtkOBJReader
 from vtkmodules.vtkIOXML import vtkXMLPolyDataReader
 
-from loss_landscape_toolkit.cli import h52vtp
 from loss_landscape_toolkit import mesh as mesh_export
-from conftest import assert_usage_error, run_script
-from data.surface_files import write_pca_directions, write_surface
+from loss_landscape_toolkit._naming import mesh_name
+from loss_landscape_toolkit.cli import h52vtp
 from loss_landscape_toolkit.errors import UsageError
 
 NX, NY = 7, 4
@@ -90,7 +91,7 @@ def test_plain_export_keeps_values(tmp_path):
     mesh_export.write_vtp(str(path), mesh_export.build_mesh(x, y, z))
     got = _read_vtp(path)
     np.testing.assert_allclose(got["zvalue"], _loss(*np.meshgrid(X, Y)).ravel(), rtol=1e-6)
-    assert mesh_export.mesh_name("s.h5", "train_loss", zmax=None, log=False) == "s.h5_train_loss.vtp"
+    assert mesh_name("s.h5", "train_loss", zmax=None, log=False) == "s.h5_train_loss.vtp"
 
 
 def test_nan_inf_and_unfinished_points_are_left_out(tmp_path):
@@ -117,7 +118,8 @@ def test_nan_inf_and_unfinished_points_are_left_out(tmp_path):
 def test_interp_reproduces_a_cubic_exactly(tmp_path):
     """A cubic spline through the data reproduces polynomials of degree <= 3 per axis, so the
     resampled heights equal the closed form (the reference's removed interp2d did the same)."""
-    f = lambda x, y: 1 + x**3 - 2 * x * y + y**2  # noqa: E731
+    def f(x, y):
+        return 1 + x**3 - 2 * x * y + y**2
     x, y, h = mesh_export.height_field(X, Y, f(*np.meshgrid(X, Y)), interp=9)
     assert h.shape == (9, 9) and x[0] == -1 and x[-1] == 1 and y[0] == -0.5 and y[-1] == 1
     np.testing.assert_allclose(h, f(*np.meshgrid(x, y)), atol=1e-10)

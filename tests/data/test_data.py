@@ -1,6 +1,7 @@
-"""Tests for dataloader.py: CIFAR-10 files in the real format, splits, digits, custom datasets."""
+"""Tests for the data package: CIFAR-10 files in the real format, data paths, splits, digits, custom datasets."""
 from __future__ import annotations
 
+import importlib
 import os
 import pickle
 import socket
@@ -13,19 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-from loss_landscape_toolkit import data as dataloader
-from loss_landscape_toolkit.data import (
-    CIFAR10_MEAN,
-    CIFAR10_STD,
-    EvalData,
-    list_datasets,
-    load_eval_data,
-    load_pickled_loader,
-    read_cifar10_arrays,
-    split_indices,
-)
-from dataloader_helpers import (
+from cifar_files import (
     FOLDER,
     TEST_FILE,
     TRAIN_FILES,
@@ -36,6 +25,22 @@ from dataloader_helpers import (
     write_batch,
     write_cifar,
 )
+
+from loss_landscape_toolkit.data import (
+    CIFAR10_MEAN,
+    CIFAR10_STD,
+    DATAPATH_ENV,
+    DEFAULT_DATAPATH,
+    EvalData,
+    list_datasets,
+    load_eval_data,
+    load_pickled_loader,
+    load_training_data,
+    read_cifar10_arrays,
+    resolve_datapath,
+    split_indices,
+)
+from loss_landscape_toolkit.data.cifar10 import _uint8_hwc_to_float
 from loss_landscape_toolkit.errors import DataError, UsageError
 
 # One pixel with distinct R, G, B values, placed in image 3 of data_batch_2 (image 11 overall).
@@ -235,7 +240,7 @@ def no_network(monkeypatch):
 
 
 def test_cifar_failed_download_reports_where_to_put_files(tmp_path: Path, no_network) -> None:
-    import torchvision.datasets  # noqa: F401  (import cost kept out of the timing below)
+    importlib.import_module("torchvision.datasets")  # its import cost is kept out of the timing below
 
     datapath = tmp_path / "data"
     start = time.perf_counter()
@@ -345,6 +350,68 @@ def test_bad_split_arguments_fail_before_reading(tmp_path: Path) -> None:
         load_eval_data("cifar10", split="test", datapath=str(tmp_path), data_split=7, download=False)
 
 
+# ---------------------------------------------------------------------------------- datapath
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch) -> Path:
+    """An empty working folder, with LANDSCAPE_DATAPATH unset."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(DATAPATH_ENV, raising=False)
+    return tmp_path
+
+
+def test_resolve_datapath_explicit_path_wins(workdir: Path, monkeypatch) -> None:
+    monkeypatch.setenv(DATAPATH_ENV, str(workdir / "from_env"))
+    write_cifar(workdir / "data" / FOLDER)
+    assert resolve_datapath("some/where") == "some/where"
+    assert resolve_datapath(str(workdir)) == str(workdir)
+
+
+def test_resolve_datapath_environment_variable(workdir: Path, monkeypatch) -> None:
+    monkeypatch.setenv(DATAPATH_ENV, "/from/env")
+    write_cifar(workdir / "cifar10" / "data" / FOLDER)
+    assert resolve_datapath(None) == "/from/env"
+    assert resolve_datapath("") == "/from/env"
+    monkeypatch.setenv(DATAPATH_ENV, "")  # set but empty counts as unset
+    assert resolve_datapath(None) == DEFAULT_DATAPATH
+
+
+def test_resolve_datapath_default_is_relative_to_working_folder(workdir: Path) -> None:
+    assert DATAPATH_ENV == "LANDSCAPE_DATAPATH" and os.path.join("cifar10", "data") == DEFAULT_DATAPATH
+    assert resolve_datapath(None) == DEFAULT_DATAPATH
+    (workdir / "data").mkdir()
+    (workdir / "data" / "other.bin").write_bytes(b"")  # a ./data without CIFAR-10 is not taken
+    assert resolve_datapath(None) == DEFAULT_DATAPATH
+    with pytest.raises(DataError) as info:
+        load_eval_data("cifar10", download=False)
+    assert f"{Path.cwd() / 'cifar10' / 'data' / FOLDER}/data_batch_1..5" in str(info.value)
+
+
+@pytest.mark.parametrize("layout", ["folder", "archive"])
+def test_resolve_datapath_falls_back_to_data_holding_cifar(workdir: Path, layout: str) -> None:
+    if layout == "folder":
+        write_cifar(workdir / "data" / FOLDER)
+    else:
+        (workdir / "data").mkdir()
+        (workdir / "data" / "cifar-10-python.tar.gz").write_bytes(b"")
+    assert resolve_datapath(None) == "data"
+    write_cifar(workdir / "cifar10" / "data" / FOLDER)  # once cifar10/data holds CIFAR-10, it wins
+    assert resolve_datapath(None) == DEFAULT_DATAPATH
+
+
+def test_loaders_without_datapath_read_the_resolved_folder(workdir: Path, monkeypatch) -> None:
+    contents = write_cifar(workdir / "data" / FOLDER)
+    data = load_eval_data("cifar10", split="test", raw_data=True, download=False)
+    assert data.y.tolist() == list(contents[TEST_FILE][1])
+    assert f"from {Path.cwd() / 'data' / FOLDER}" in data.description
+    assert load_training_data("cifar10", download=False).x.shape == (40, 3, 32, 32)
+    elsewhere = workdir / "elsewhere"
+    write_cifar(elsewhere, test_size=3)
+    monkeypatch.setenv(DATAPATH_ENV, str(elsewhere))
+    assert load_eval_data("cifar10", split="test", download=False).x.shape[0] == 3
+
+
 # ----------------------------------------------------------------------------- split_indices
 
 
@@ -424,7 +491,7 @@ def test_digits_split_follows_seeded_permutation_and_upsampling() -> None:
     image = torch.from_numpy(digits.images[test_idx[5]] / 16).float().view(1, 1, 8, 8)
     up = torch.nn.functional.interpolate(image, size=(32, 32), mode="bilinear", align_corners=False)
     assert torch.allclose(raw_test.x[5, 1], up[0, 0], atol=1e-6)
-    assert 0 <= raw_train.x.min() and raw_train.x.max() <= 1
+    assert raw_train.x.min() >= 0 and raw_train.x.max() <= 1
 
 
 def test_digits_normalization_uses_train_constants() -> None:
@@ -576,8 +643,8 @@ def test_custom_from_module(custom_file: Path, monkeypatch) -> None:
 @pytest.mark.parametrize(
     "function, match",
     [
-        ("missing_function", "has no function 'missing_function'"),
-        ("NOT_CALLABLE", "has no function 'NOT_CALLABLE'"),
+        ("missing_function", r"my_data\.py has no 'missing_function'"),
+        ("NOT_CALLABLE", r"'NOT_CALLABLE' in .*my_data\.py is a int, not callable"),
         ("boom", "raised RuntimeError: dataset server unreachable"),
         ("not_a_pair", r"expected a pair \(train, test\)"),
         ("not_a_dataset", "returned a int as its train split"),
@@ -605,7 +672,7 @@ def test_custom_import_failures(tmp_path: Path) -> None:
         load_eval_data(f"{failing}:make")
     with pytest.raises(DataError, match="cannot import module 'no_such_pkg_lossland.sub'"):
         load_eval_data("no_such_pkg_lossland.sub:make")
-    with pytest.raises(DataError, match="malformed custom dataset"):
+    with pytest.raises(DataError, match="malformed custom dataset spec 'some.module:'"):
         load_eval_data("some.module:")
 
 
@@ -653,16 +720,16 @@ def test_conversion_allocates_one_float_copy() -> None:
     images = rng.integers(0, 256, size=(10000, 3, 32, 32), dtype=np.uint8).transpose(0, 2, 3, 1)
     float_mib = images.size * 4 / 2**20  # 117 MiB
     x, over = peak_increase_mib(
-        lambda: dataloader._uint8_hwc_to_float(images, None, CIFAR10_MEAN, CIFAR10_STD)
+        lambda: _uint8_hwc_to_float(images, None, CIFAR10_MEAN, CIFAR10_STD)
     )
     assert x.shape == (10000, 3, 32, 32)
     assert over < 1.05 * float_mib + 8
     del x
     idx = split_indices(10000, 2, 1)
     x, over = peak_increase_mib(
-        lambda: dataloader._uint8_hwc_to_float(images, idx, CIFAR10_MEAN, CIFAR10_STD)
+        lambda: _uint8_hwc_to_float(images, idx, CIFAR10_MEAN, CIFAR10_STD)
     )
-    first = dataloader._uint8_hwc_to_float(images[idx[:3]], None, CIFAR10_MEAN, CIFAR10_STD)
+    first = _uint8_hwc_to_float(images[idx[:3]], None, CIFAR10_MEAN, CIFAR10_STD)
     assert torch.equal(x[:3], first)
     assert over < 1.05 * float_mib / 2 + 8
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from loss_landscape_toolkit import h5io as h5_util
 from conftest import BASE, DATA, MPIRUN, ROOT, SLOW_MODEL, TINY_MODEL, assert_usage_error, run_cli, run_script
+
+from loss_landscape_toolkit import h5io
 from loss_landscape_toolkit.h5io import TRAIN
 
 GRID = ["--x=-1:1:4", "--y=-1:1:3", "--surf_file", "s.h5"]
@@ -41,8 +41,8 @@ def test_shards_then_merge_equal_onerun_cli(tmp_path, checkpoint):
     proc = run_cli(shards, *args, "--of", "3", "--merge")
     assert "merged 12 point value(s) from 3 of 3 shard files" in proc.stdout
     assert "not complete" not in proc.stdout
-    merged = h5_util.read_surface_file(str(shards / "s.h5"))
-    single = h5_util.read_surface_file(str(tmp_path / "single" / "s.h5"))
+    merged = h5io.read_surface_file(str(shards / "s.h5"))
+    single = h5io.read_surface_file(str(tmp_path / "single" / "s.h5"))
     assert merged.done_mask(TRAIN).all()
     for key in ("train_loss", "train_acc"):
         np.testing.assert_array_equal(merged.arrays[key], single.arrays[key])
@@ -94,7 +94,7 @@ def test_killing_one_rank_ends_the_job_and_a_rerun_completes(tmp_path, checkpoin
     surf, deadline = tmp_path / "s.h5", time.monotonic() + 90
     while time.monotonic() < deadline and proc.poll() is None:
         if (tmp_path / "rank1.pid").exists() and surf.exists():
-            s = h5_util.read_surface_file(str(surf))
+            s = h5io.read_surface_file(str(surf))
             if "train_loss" in s.arrays and s.done_mask(TRAIN).sum() >= 4:
                 break
         time.sleep(0.02)
@@ -103,11 +103,11 @@ def test_killing_one_rank_ends_the_job_and_a_rerun_completes(tmp_path, checkpoin
     killed = time.monotonic()
     proc.communicate(timeout=60)
     assert time.monotonic() - killed < 15 and proc.returncode != 0
-    done = h5_util.read_surface_file(str(surf)).done_mask(TRAIN).sum()  # readable, not complete
+    done = h5io.read_surface_file(str(surf)).done_mask(TRAIN).sum()  # readable, not complete
     assert 4 <= done < 30
     proc = run_cli(tmp_path, *args, env={"TINY_SLEEP": "0.002"})
     assert f"{done} were already done" in proc.stdout
-    resumed, clean = (h5_util.read_surface_file(str(p / "s.h5")) for p in (tmp_path, tmp_path / "clean"))
+    resumed, clean = (h5io.read_surface_file(str(p / "s.h5")) for p in (tmp_path, tmp_path / "clean"))
     np.testing.assert_array_equal(resumed.arrays["train_loss"], clean.arrays["train_loss"])
 
 
@@ -130,7 +130,7 @@ def test_chunks_of_points_per_forward_under_mpi(tmp_path, checkpoint):
     run_cli(tmp_path / "a", *args, "--surf_file", "s.h5")
     proc = run_cli(tmp_path / "b", *args, "--surf_file", "s.h5", "--points_per_forward", "4", nproc=2)
     assert "computed 15 point(s)" in proc.stdout
-    a, b = (h5_util.read_surface_file(str(tmp_path / s / "s.h5")) for s in ("a", "b"))
+    a, b = (h5io.read_surface_file(str(tmp_path / s / "s.h5")) for s in ("a", "b"))
     for key in ("train_loss", "test_loss"):
         np.testing.assert_allclose(b.arrays[key], a.arrays[key], rtol=1e-5)
     proc = run_script("plot_surface.py", *BASE, *args, "--dir_type", "states", "--points_per_forward", "2",

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-
-from loss_landscape_toolkit import h5io as h5_util
 from conftest import BASE, ROOT, SLOW_MODEL, assert_usage_error, run_cli, run_script
+
+from loss_landscape_toolkit import h5io
 from loss_landscape_toolkit.h5io import EIG
 
 SCRIPT = "plot_hessian_eigen.py"
@@ -30,16 +30,17 @@ def _eig(cwd, *args, **kw):
 def _dense_extremes(checkpoint, dir_file, coords):
     """lambda_max, lambda_min of the dense float64 Hessian of the mean loss (weights with dim > 1)
     at theta* + a dx + b dy, computed here independently of hessian.py."""
-    from loss_landscape_toolkit import data as dataloader
     import tiny_model
+
+    from loss_landscape_toolkit import data as dataloader
 
     data = dataloader.load_eval_data("digits", split="train", data_split=48)
     net = tiny_model.tiny().double().eval()
     net.load_state_dict(torch.load(checkpoint)["state_dict"])
-    dirs = h5_util.read_direction_file(dir_file).directions
+    dirs = h5io.read_direction_file(dir_file).directions
     params = dict(net.named_parameters())
     with torch.no_grad():
-        for (name, p), *ds in zip(list(params.items()), *dirs):
+        for p, *ds in zip(params.values(), *dirs):
             p.add_(sum(c * torch.from_numpy(d).double() for c, d in zip(coords, ds)))
     chosen = [n for n, p in params.items() if p.dim() > 1]
     fixed = {n: p.detach() for n, p in params.items() if n not in chosen}
@@ -59,6 +60,7 @@ def _dense_extremes(checkpoint, dir_file, coords):
     return float(eigs[-1]), float(eigs[0])
 
 
+@pytest.mark.mpi
 def test_eigenvalues_match_a_dense_hessian_and_mpi_equals_one_process(tmp_path, checkpoint):
     args = ["--model_file", checkpoint.name, "--x=-0.5:0.5:3", "--y=-0.5:0.5:2", "--surf_file", "s.h5",
             "--no_warm_start", "--tol", "1e-5"]
@@ -67,7 +69,7 @@ def test_eigenvalues_match_a_dense_hessian_and_mpi_equals_one_process(tmp_path, 
     proc = _eig(tmp_path, *args)
     assert "max_eig/min_eig: 6/6 points done" in proc.stdout and "HVPs per point" in proc.stdout
     _eig(tmp_path / "mpi", *args, nproc=2)
-    one, two = (h5_util.read_surface_file(str(p / "s.h5")) for p in (tmp_path, tmp_path / "mpi"))
+    one, two = (h5io.read_surface_file(str(p / "s.h5")) for p in (tmp_path, tmp_path / "mpi"))
     assert one.done_mask(EIG).all() and (one.arrays["eig_hvps"] > 2).all()
     for key in ("max_eig", "min_eig"):
         np.testing.assert_array_equal(one.arrays[key], two.arrays[key])
@@ -86,11 +88,12 @@ def test_centre_extras_figures_and_replot(tmp_path, checkpoint):
                 "--top_k", "3", "--trace_probes", "8", "--density_probes", "2", "--density_steps", "15",
                 "--plot", "--format", "png")
     assert "top 3 eigenvalues" in proc.stdout and "trace (Hutchinson, 8 probes)" in proc.stdout
-    arrays, attrs = h5_util.read_surface_group(str(tmp_path / "s.h5"), "hessian_centre")
+    centre = h5io.read_surface_file(str(tmp_path / "s.h5"))
+    arrays, attrs = centre.groups["hessian_centre"]
     assert arrays["top_eigenvalues"].shape == (3,) and np.all(np.diff(arrays["top_eigenvalues"]) <= 0)
-    centre = h5_util.read_surface_file(str(tmp_path / "s.h5"))
     assert arrays["top_eigenvalues"][0] == pytest.approx(centre.arrays["max_eig"][1], rel=1e-4)
-    assert attrs["trace_stderr"] > 0 and np.trapezoid(arrays["density"], arrays["density_grid"]) == pytest.approx(1, abs=0.02)
+    assert attrs["trace_stderr"] > 0
+    assert np.trapezoid(arrays["density"], arrays["density_grid"]) == pytest.approx(1, abs=0.02)
     for suffix in ("_1d_eig_abs_ratio.png", "_1d_eig_ratio.png", "_hessian_density.png"):
         assert (tmp_path / f"s.h5{suffix}").stat().st_size > 1000
         (tmp_path / f"s.h5{suffix}").unlink()
@@ -105,7 +108,7 @@ def test_eigenvalues_join_the_loss_surface_file_and_settings_are_not_mixed(tmp_p
     proc = run_cli(tmp_path, *common, script=SCRIPT)
     surf = proc.stdout.split("surface file: ")[1].split(" (")[0]
     assert "(resuming)" in proc.stdout
-    surface = h5_util.read_surface_file(str(tmp_path / surf))
+    surface = h5io.read_surface_file(str(tmp_path / surf))
     assert {"train_loss", "max_eig", "min_eig"} <= set(surface.arrays)
     proc = run_script(SCRIPT, *BASE, *common, "--hessian_params", "all", cwd=tmp_path)
     assert_usage_error(proc, "params='dim>1'")
@@ -137,17 +140,17 @@ def test_kill_9_then_rerun_gives_the_uninterrupted_result(tmp_path, checkpoint):
     while time.monotonic() < deadline and proc.poll() is None:
         path = tmp_path / "s.h5"
         if path.exists():
-            s = h5_util.read_surface_file(str(path))
+            s = h5io.read_surface_file(str(path))
             if "max_eig" in s.arrays and s.done_mask(EIG).sum() >= 3:
                 break
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    done = h5_util.read_surface_file(str(tmp_path / "s.h5")).done_mask(EIG).sum()
+    done = h5io.read_surface_file(str(tmp_path / "s.h5")).done_mask(EIG).sum()
     assert 3 <= done < 12
     rerun = subprocess.run([sys.executable, str(ROOT / SCRIPT), *args], cwd=tmp_path, env=env,
                            capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0 and f"{done} were already done" in rerun.stdout, rerun.stderr
-    a, b = (h5_util.read_surface_file(str(p / "s.h5")) for p in (tmp_path, clean))
+    a, b = (h5io.read_surface_file(str(p / "s.h5")) for p in (tmp_path, clean))
     for key in ("max_eig", "min_eig"):
         np.testing.assert_array_equal(a.arrays[key], b.arrays[key])

@@ -1,0 +1,235 @@
+"""The command-line flags of every program, with their reference-code names, aliases and defaults.
+
+This module imports neither torch nor h5py, so ``--help`` and argument errors are instant. It also
+holds the two pieces every program's ``main`` shares: :class:`ArgumentParser`, whose errors are
+one line and exit code 2, and :func:`reports_usage_errors`, which turns any
+:class:`~loss_landscape_toolkit.errors.UsageError` into that line.
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import math
+import sys
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .._options import DATAPATH_ENV, DEFAULT_DATAPATH, DEFAULT_SEED, DIR_TYPES, DPI, FORMATS, IGNORES, LOSSES, NORMS
+from ..errors import EXIT_USAGE, RangeError, SilentExit, UsageError
+
+MainFn = Callable[[Sequence[str] | None], int]
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each flag's default, except a default of None ("not given": the help says what then)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None:
+            return action.help
+        return super()._get_help_string(action)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose errors become :class:`UsageError` (one line, exit 2, printed once)."""
+
+    def __init__(self, prog: str, description: str | None = None):
+        super().__init__(prog=prog, description=description, formatter_class=_HelpFormatter)
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+
+def reports_usage_errors(prog: str) -> Callable[[MainFn], MainFn]:
+    """Decorate a CLI ``main(argv) -> int`` so a :class:`UsageError` becomes one line and exit 2.
+
+    Any other exception propagates with its traceback: it is a bug, not bad input.
+    """
+
+    def decorate(main: MainFn) -> MainFn:
+        @functools.wraps(main)
+        def wrapper(argv: Sequence[str] | None = None) -> int:
+            try:
+                return main(argv)
+            except SilentExit as exc:
+                return exc.code
+            except UsageError as exc:
+                print(f"{prog}: error: {exc}", file=sys.stderr, flush=True)
+                return EXIT_USAGE
+
+        return wrapper
+
+    return decorate
+
+
+# --------------------------------------------------------------------------- ranges
+@dataclass(frozen=True)
+class GridRange:
+    """``min:max:num`` of one axis."""
+
+    vmin: float
+    vmax: float
+    num: int
+
+    def coordinates(self) -> np.ndarray:
+        return np.linspace(self.vmin, self.vmax, self.num)
+
+    def as_tuple(self) -> tuple[float, float, int]:
+        return (self.vmin, self.vmax, self.num)
+
+
+def parse_range(text: str | None, flag: str) -> GridRange:
+    """Parse ``min:max:num`` (e.g. ``-1:1:51``). ``num`` may be written ``51.0`` (old scripts).
+
+    Raises:
+        RangeError: anything else, with the expected form.
+    """
+    example = f"{flag}=-1:1:51"
+    if text is None or not text.strip():
+        raise RangeError(f"{flag} is empty; expected min:max:num, e.g. {example}")
+    parts = text.split(":")
+    if len(parts) != 3:
+        raise RangeError(f"{flag}={text} has {len(parts)} field(s); expected min:max:num, e.g. {example}")
+    try:
+        vmin, vmax, num_f = (float(p) for p in parts)
+    except ValueError:
+        raise RangeError(f"{flag}={text} is not three numbers min:max:num, e.g. {example}") from None
+    if not all(math.isfinite(v) for v in (vmin, vmax, num_f)):
+        raise RangeError(f"{flag}={text}: values must be finite numbers, e.g. {example}")
+    if num_f != int(num_f) or num_f < 1:
+        raise RangeError(f"{flag}={text}: the number of points must be a whole number >= 1, e.g. {example}")
+    num = int(num_f)
+    if num > 1 and not vmin < vmax:
+        raise RangeError(f"{flag}={text}: min must be smaller than max, e.g. {example}")
+    if num == 1 and vmin != vmax:
+        raise RangeError(f"{flag}={text}: one point needs min == max (e.g. {flag}=0:0:1)")
+    return GridRange(vmin, vmax, num)
+
+
+# --------------------------------------------------------------------------- flag groups
+def choices_with_empty(values: Sequence[str]) -> list[str]:
+    return list(values) + [""]  # '' is the reference's spelling of "none"
+
+
+def norm_choice(value: str) -> str:
+    """The reference's '' for "none" (of --xnorm, --xignore, ...), spelled ``none``."""
+    return value or "none"
+
+
+def add_parallel_args(parser: argparse.ArgumentParser, *, speed: bool = True) -> None:
+    g = parser.add_argument_group("parallel and devices")
+    g.add_argument("--mpi", "-m", action="store_true",
+                   help="use MPI (detected automatically under mpirun/mpiexec/srun)")
+    g.add_argument("--cuda", "-c", action="store_true",
+                   help="evaluate on GPU: rank r uses GPU (node-local rank) %% (visible GPUs)")
+    g.add_argument("--device", default=None,
+                   help="explicit torch device, e.g. cpu, cuda, cuda:1 (default: cpu, or cuda with --cuda)")
+    g.add_argument("--ngpu", type=int, default=1,
+                   help="if > 1, wrap the model in DataParallel over all visible GPUs")
+    g.add_argument("--threads", type=int, default=None,
+                   help="CPU threads per process for torch (default: torch's own choice)")
+    if not speed:
+        return
+    g.add_argument("--channels_last", action="store_true",
+                   help="NHWC memory format for model and data (faster convolutions on many CPUs/GPUs)")
+    g.add_argument("--compile", action="store_true",
+                   help="torch.compile the model (one-time compile cost per process; see README)")
+    g.add_argument("--bf16", action="store_true",
+                   help="bfloat16 autocast in the forward pass (GPUs; about 3 significant digits)")
+    g.add_argument("--points_per_forward", type=int, default=1,
+                   help="grid points evaluated together in one vmapped forward pass (weights directions)")
+
+
+DATAPATH_HELP = (f"CIFAR-10 folder (default: ${DATAPATH_ENV} if set, else {DEFAULT_DATAPATH} in the "
+                 f"working folder, or ./data when CIFAR-10 is there)")
+
+
+def add_data_args(parser: argparse.ArgumentParser, *, test: bool = True) -> None:
+    g = parser.add_argument_group("data")
+    g.add_argument("--batch_size", type=int, default=128, help="evaluation batch size")
+    g.add_argument("--dataset", default="cifar10",
+                   help="cifar10 | digits | path/to/file.py:function | pkg.module:function")
+    g.add_argument("--datapath", default=None, help=DATAPATH_HELP)
+    g.add_argument("--raw_data", action="store_true", help="no normalization of CIFAR-10 images")
+    g.add_argument("--data_split", type=int, default=1,
+                   help="evaluate on one of this many disjoint random parts of the training set")
+    g.add_argument("--split_idx", type=int, default=0, help="which part (0-based) with --data_split")
+    g.add_argument("--trainloader", default="", help="pickled DataLoader for training data (trusted files only)")
+    g.add_argument("--testloader", default="", help="pickled DataLoader for test data (trusted files only)")
+    if test:
+        g.add_argument("--eval_test", action="store_true",
+                       help="also compute test_loss/test_acc on the test set in the same run")
+
+
+def add_model_args(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("model")
+    g.add_argument("--model", default="resnet56",
+                   help="zoo name (see README), path/to/file.py:factory or pkg.module:factory")
+    g.add_argument("--model_folder", default="", help="accepted for compatibility; unused")
+    g.add_argument("--model_file", default="", help="checkpoint of the centre model")
+    g.add_argument("--model_file2", default="", help="x direction = model_file2 - model_file")
+    g.add_argument("--model_file3", default="", help="y direction = model_file3 - model_file")
+    g.add_argument("--loss_name", "-l", default="crossentropy", choices=LOSSES)
+
+
+def add_direction_args(parser: argparse.ArgumentParser, *, same_dir: bool = True) -> None:
+    g = parser.add_argument_group("directions and grid")
+    g.add_argument("--dir_file", default="", help="use this existing direction file")
+    g.add_argument("--dir_type", default="weights", choices=DIR_TYPES,
+                   help="weights: parameters only; states: state_dict incl. BatchNorm statistics")
+    g.add_argument("--x", default="-1:1:51", help="xmin:xmax:xnum (write --x=-1:1:51)")
+    g.add_argument("--y", default=None, help="ymin:ymax:ynum; gives a 2D surface")
+    norms, ignores = choices_with_empty(NORMS), choices_with_empty(IGNORES)
+    g.add_argument("--xnorm", default="filter", choices=norms, help="normalization of x (default filter)")
+    g.add_argument("--ynorm", default="filter", choices=norms, help="normalization of y (default filter)")
+    g.add_argument("--xignore", default="biasbn", choices=ignores,
+                   help="biasbn: no movement of biases and BatchNorm (default); none: move them too")
+    g.add_argument("--yignore", default="biasbn", choices=ignores)
+    if same_dir:
+        g.add_argument("--same_dir", action="store_true", help="y direction = x direction")
+    g.add_argument("--idx", type=int, default=0, help="repeat index: new random directions for each N > 0")
+    g.add_argument("--seed", type=int, default=DEFAULT_SEED,
+                   help="seed of the random directions (and of the model's init without --model_file)")
+    g.add_argument("--surf_file", default="", help="surface file name (default: named like the reference)")
+
+
+def add_run_args(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("run")
+    g.add_argument("--flush_secs", type=float, default=5.0,
+                   help="write results to the surface file at most this often (seconds)")
+    g.add_argument("--no_progress", action="store_true", help="no progress bar")
+    g.add_argument("--estimate", action="store_true",
+                   help="time a few points, print the expected wall time for the number of ranks, exit")
+    g.add_argument("--rank", type=int, default=None,
+                   help="with --of N: compute shard I (0-based) of the remaining points into a file of "
+                        "its own (default under a SLURM job array: the array task id)")
+    g.add_argument("--of", type=int, default=None, help="number of shards (jobs without MPI)")
+    g.add_argument("--merge", action="store_true", help="with --of N: merge the shard files into the surface file")
+
+
+def add_level_args(group: argparse._ArgumentGroup) -> None:
+    """``--vmin``, ``--vmax``, ``--vlevel``: the contour levels ``arange(vmin, vmax, vlevel)``."""
+    group.add_argument("--vmax", type=float, default=10, help="highest contour level, heat-map and 3D limit")
+    group.add_argument("--vmin", type=float, default=0.1, help="lowest contour level, heat-map lower limit")
+    group.add_argument("--vlevel", type=float, default=0.5, help="contour spacing")
+
+
+def add_output_args(parser: argparse.ArgumentParser, *, plot: bool = False) -> None:
+    """``--format``, ``--dpi`` and ``--show`` of every plotting program; ``plot`` adds ``--plot``
+    (draw the figures after computing) for the programs that compute."""
+    g = parser.add_argument_group("figure output")
+    if plot:
+        g.add_argument("--plot", action="store_true", help="plot after computing")
+    g.add_argument("--format", default="pdf", choices=FORMATS,
+                   help="figure format; names are the reference's with this suffix")
+    g.add_argument("--dpi", type=int, default=DPI, help="resolution of png figures (and of rasters in pdf/svg)")
+    g.add_argument("--show", action="store_true",
+                   help="also show the figures on screen (needs a display; otherwise a warning)")
+
+
+def add_eig_arg(parser: argparse.ArgumentParser) -> None:
+    """``--eig``: the re-plot path of plot_hessian_eigen.py's results, in plot_1D/plot_2D."""
+    parser.add_argument("--eig", action="store_true",
+                        help="plot the Hessian eigenvalue ratios of the file (from plot_hessian_eigen.py) "
+                             "instead of the loss, and the spectral density at the centre if stored")
