@@ -82,9 +82,10 @@ def test_installed_package_ignores_the_users_own_modules(tmp_path: Path):
                          text=True, timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "surface file:" in run.stdout
-    script = subprocess.run([str(target / "bin" / "plot_2D"), "--help"], cwd=user, env=env,
-                            capture_output=True, text=True, timeout=120)
-    assert script.returncode == 0 and "usage: plot_2D.py" in script.stdout, script.stderr
+    script = subprocess.run([str(target / "bin" / "plot_surface"), *args, "--surf_file", "by_script.h5"],
+                            cwd=user, env=env, capture_output=True, text=True, timeout=300)
+    assert script.returncode == 0, script.stdout + script.stderr
+    assert (user / "by_script.h5").is_file() and "train_loss: 3/3 points done" in script.stdout
     installed = subprocess.run([sys.executable, "-c", f"import {PACKAGE}; print({PACKAGE}.__file__)"],
                                cwd=user, env=env, capture_output=True, text=True, timeout=60)
     assert installed.stdout.strip().startswith(str(target)), installed.stdout + installed.stderr

@@ -723,7 +723,8 @@ def test_conversion_allocates_one_float_copy() -> None:
         lambda: _uint8_hwc_to_float(images, None, CIFAR10_MEAN, CIFAR10_STD)
     )
     assert x.shape == (10000, 3, 32, 32)
-    assert over < 1.05 * float_mib + 8
+    slack = 16  # MiB of allocator and interpreter noise; a second float copy would be 117
+    assert over < 1.05 * float_mib + slack
     del x
     idx = split_indices(10000, 2, 1)
     x, over = peak_increase_mib(
@@ -731,7 +732,7 @@ def test_conversion_allocates_one_float_copy() -> None:
     )
     first = _uint8_hwc_to_float(images[idx[:3]], None, CIFAR10_MEAN, CIFAR10_STD)
     assert torch.equal(x[:3], first)
-    assert over < 1.05 * float_mib / 2 + 8
+    assert over < 1.05 * float_mib / 2 + slack
 
 
 @pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux /proc")
