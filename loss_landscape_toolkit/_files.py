@@ -10,6 +10,9 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
+import shutil
+import time
 import uuid
 from typing import Iterator
 
@@ -36,8 +39,10 @@ def fsync(path: str) -> None:
 def replacing(path: str, *, sync: bool = True) -> Iterator[str]:
     """Yield a temporary path to write; on success it is renamed over ``path``.
 
-    On an exception the temporary file is removed and ``path`` is untouched.
+    On an exception the temporary file is removed and ``path`` is untouched. Temporaries of
+    ``path`` left by writers that were killed are removed first.
     """
+    remove_stale_temporaries(path)
     tmp = temporary_name(path)
     try:
         yield tmp
@@ -57,6 +62,7 @@ def creating(path: str) -> Iterator[str]:
         FileExistsError: ``path`` exists (perhaps created a moment ago by a concurrent job); it is
             left as it was.
     """
+    remove_stale_temporaries(path)
     tmp = temporary_name(path)
     try:
         yield tmp
@@ -94,7 +100,8 @@ def writer_lock(path: str) -> Iterator[None]:
     """
     lock_path = lock_name(path)
     while True:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        with reporting_write_errors(path, "its lock file could not be created beside it"):
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -115,8 +122,65 @@ def writer_lock(path: str) -> Iterator[None]:
         os.close(fd)
 
 
+def remove_stale_temporaries(path: str) -> list[str]:
+    """Remove the temporary files of ``path`` left by killed writers (see :func:`remove_stale`)."""
+    folder, name = os.path.split(path)
+    return remove_stale(folder, re.compile(rf"^\.{re.escape(name)}\.(\d+)-[0-9a-f]{{8}}\.tmp$"))
+
+
+def remove_stale(folder: str, pattern: re.Pattern, min_age_secs: float = 3600.0) -> list[str]:
+    """Remove the entries of ``folder`` (files or folders) whose names match ``pattern``, whose
+    first group is the process id of their writer, when that process no longer runs on this host
+    or the entry is older than ``min_age_secs`` (a writer on another host of a shared file
+    system). Never this process's own. Returns the names removed."""
+    removed = []
+    for entry in os.scandir(folder or "."):
+        match = pattern.match(entry.name)
+        if not match or int(match.group(1)) == os.getpid():
+            continue
+        with contextlib.suppress(OSError):
+            if _process_runs(int(match.group(1))) and time.time() - entry.stat().st_mtime < min_age_secs:
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
+            removed.append(entry.name)
+    return removed
+
+
+def _process_runs(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it runs, as another user
+        return True
+    return True
+
+
 def _same_file(fd: int, path: str) -> bool:
     try:
         return os.fstat(fd).st_ino == os.stat(path).st_ino
     except FileNotFoundError:
         return False
+
+
+@contextlib.contextmanager
+def reporting_write_errors(path: str, hint: str = "") -> Iterator[None]:
+    """Turn an OSError raised while writing ``path`` into a one-line FileFormatError.
+
+    The message names ``path`` (and the folder above it that failed, when the OS named one)
+    and the OS's reason, e.g. "No space left on device", then ``hint`` if given. Wrap only the
+    writing: an OSError of anything else inside would be reported as this file's.
+
+    Raises:
+        FileFormatError: an OSError was raised inside the block.
+    """
+    try:
+        yield
+    except OSError as exc:
+        where = exc.filename if isinstance(exc.filename, str) else ""
+        at = f" (at {where})" if where and path.startswith(where.rstrip(os.sep) + os.sep) else ""
+        why = exc.strerror or " ".join(str(exc).split()) or type(exc).__name__
+        raise FileFormatError(f"cannot write {path}{at}: {why}" + (f"; {hint}" if hint else "")) from None

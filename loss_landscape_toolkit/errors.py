@@ -7,7 +7,10 @@ with code 2 (``cli.args.reports_usage_errors``); any other exception is a bug an
 """
 from __future__ import annotations
 
+import signal
+
 EXIT_USAGE = 2
+EXIT_INCOMPLETE = 3
 
 
 class UsageError(Exception):
@@ -28,6 +31,28 @@ class DataError(UsageError):
 
 class FileFormatError(UsageError):
     """An HDF5 file that is missing, unreadable, foreign, or made for another model or grid."""
+
+
+class Incomplete(Exception):
+    """A run that did its part but leaves the result incomplete (a merge while shards are still
+    missing or unfinished). CLIs print the message as one line and exit with code 3."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM (e.g. a SLURM time limit) or SIGINT (Ctrl-C) during a grid, after the finished
+    points were saved. CLIs print one line and exit with code 128 + the signal number."""
+
+    def __init__(self, signum: int, detail: str = ""):
+        super().__init__(signum, detail)
+        self.signum, self.detail = signum, detail
+
+    @property
+    def code(self) -> int:
+        return 128 + self.signum
+
+    def __str__(self) -> str:
+        name = signal.Signals(self.signum).name
+        return f"stopped by {name}" + (f": {self.detail}" if self.detail else "")
 
 
 class SilentExit(Exception):

@@ -6,6 +6,7 @@ losses are summed on the device and read back once per pass.
 """
 from __future__ import annotations
 
+import itertools
 from typing import Callable, Sequence
 
 import torch
@@ -13,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._options import LOSSES
+from .errors import ModelError, one_line
 
 Batches = Sequence[tuple[torch.Tensor, torch.Tensor]]
 
@@ -112,3 +114,97 @@ def evaluate_many(forward: Callable[[torch.Tensor], torch.Tensor], batches: Batc
             if poll is not None:
                 poll()
     return (total / count).tolist(), (100.0 * correct.double() / count).tolist()
+
+
+def check_model_fits(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], *, num_classes: int,
+                     loss_name: str = "crossentropy", name: str = "the model", data: str = "the data",
+                     samples: int = 4) -> None:
+    """Refuse a model whose output on the first few samples of ``batch`` the loss cannot use.
+
+    The model runs once, in eval mode under ``torch.no_grad``, on ``samples`` inputs moved to
+    its own device; its modes are put back after and torch's random number streams are left
+    as they were, so the check changes nothing that comes after it. A NaN output is accepted
+    (a NaN loss is a value of the landscape). ``name`` and ``data`` name the two in messages.
+
+    Accepted: a floating-point tensor of logits of shape ``(n, C)``, one row per sample, with
+    ``C == num_classes`` for ``mse`` and ``C >= num_classes`` for ``crossentropy`` (where
+    ``num_classes`` may come from the largest label of the data).
+
+    Raises:
+        ModelError: the forward raised, or its output has the wrong type, dtype or shape; the
+            message gives the input shape, what came out and what was expected.
+    """
+    inputs, targets = batch
+    n = min(samples, len(inputs))
+    device = _device_of(model, inputs.device)
+    x, y = inputs[:n].to(device), targets[:n].to(device)
+    given = f"on its first {n} input(s), of shape {_shape(x.shape)}"
+    try:
+        outputs = _quiet_forward(model, x)
+    except Exception as exc:
+        raise ModelError(f"{name} cannot run on {data}: {given}, its forward raised {one_line(exc)}; "
+                         f"make the model accept inputs of this shape, or use data that fits it") from exc
+    expected = (f"expected floating-point logits of shape ({n}, {num_classes}), one row per sample "
+                f"and one column per class ({num_classes} classes)")
+    problem = _output_problem(outputs, n, num_classes, loss_name)
+    if problem is None:
+        try:
+            loss_sum(outputs.float(), y, loss_name=loss_name, num_classes=num_classes)
+        except Exception as exc:
+            problem = (f"{_describe_output(outputs)}, on which --loss_name {loss_name} raised {one_line(exc)}",
+                       "check the labels of the data")
+    if problem is not None:
+        what, fix = problem
+        raise ModelError(f"{name} does not fit {data}: {given}, it returned {what}; {expected}; {fix}")
+
+
+def _output_problem(outputs: object, n: int, num_classes: int, loss_name: str) -> tuple[str, str] | None:
+    """What is wrong with a model's output for ``n`` samples and how to fix it, or None if the
+    loss can use it."""
+    what = _describe_output(outputs)
+    if not isinstance(outputs, torch.Tensor):
+        return what, "make the model's forward return the logits tensor alone"
+    if not outputs.is_floating_point():
+        return what, "return the scores of the classes, not class indices"
+    if outputs.dim() != 2 or outputs.shape[0] != n:
+        return what, "keep one row per sample (e.g. x.flatten(1), not x.view(-1, k))"
+    width = outputs.shape[1]
+    if width < num_classes or (loss_name == "mse" and width != num_classes):
+        return what, f"give the model a head with {num_classes} outputs"
+    return None
+
+
+def _describe_output(outputs: object) -> str:
+    """A model's output in a few words: a tensor's dtype and shape, or a container's type and length."""
+    if isinstance(outputs, torch.Tensor):
+        return f"a tensor of shape {_shape(outputs.shape)} ({str(outputs.dtype).removeprefix('torch.')})"
+    if isinstance(outputs, (tuple, list, dict)):
+        return f"a {type(outputs).__name__} of {len(outputs)} item(s)"
+    return f"a {type(outputs).__name__}"
+
+
+def _shape(shape: Sequence[int]) -> str:
+    dims = [str(int(d)) for d in shape]
+    return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
+
+
+def _device_of(model: nn.Module, default: torch.device) -> torch.device:
+    """The device of the model's first parameter (or buffer), else ``default``."""
+    tensor = next(itertools.chain(model.parameters(), model.buffers()), None)
+    return default if tensor is None else tensor.device
+
+
+def _quiet_forward(model: nn.Module, x: torch.Tensor) -> object:
+    """``model(x)`` in eval mode without gradients, leaving the modes of its modules and torch's
+    random number streams as they were."""
+    modes = [(module, module.training) for module in model.modules()]
+    cuda = []
+    if x.device.type == "cuda":
+        cuda = [torch.cuda.current_device() if x.device.index is None else x.device.index]
+    try:
+        with torch.random.fork_rng(devices=cuda), torch.no_grad():
+            model.eval()
+            return model(x)
+    finally:
+        for module, training in modes:
+            module.training = training

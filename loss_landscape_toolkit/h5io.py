@@ -29,13 +29,13 @@ import json
 import os
 import shutil
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import h5py
 import numpy as np
 
 from . import _files
-from .errors import FileFormatError, one_line
+from .errors import FileFormatError, UsageError, one_line
 
 H5PY_VERSION = h5py.__version__
 COORD_KEYS = ("xcoordinates", "ycoordinates")
@@ -73,27 +73,44 @@ EIG = MetricGroup("eig", ("max_eig", "min_eig", "eig_hvps"), (-1.0, 1.0, -1.0))
 
 
 # --------------------------------------------------------------------------- opening
+# What h5py and our readers raise on a file that opens but is damaged inside, or laid out otherwise
+_DAMAGED = (OSError, KeyError, RuntimeError, TypeError, ValueError, AttributeError, IndexError)
+
+
 @contextlib.contextmanager
-def _open(path: str, mode: str = "r", *, what: str = "HDF5 file") -> Iterator[h5py.File]:
+def _open(path: str, mode: str = "r", *, what: str = "HDF5 file", name: str = "") -> Iterator[h5py.File]:
+    """Open ``path`` with h5py; any failure, at opening or inside the block, becomes one
+    FileFormatError naming the file (``name`` when ``path`` is a temporary copy of it)."""
+    name = name or path
     if mode == "r" and not os.path.isfile(path):
-        raise FileFormatError(f"{what} not found: {path}")
+        raise FileFormatError(f"{what} not found: {name}")
     try:
         f = h5py.File(path, mode, locking="best-effort")
     except OSError as exc:
         raise FileFormatError(
-            f"cannot open {path} as HDF5 ({one_line(exc, 160)}): the file is truncated, still being "
+            f"cannot open {name} as HDF5 ({one_line(exc, 160)}): the file is truncated, still being "
             f"written by another program, or not an HDF5 file") from None
-    with f:
-        yield f
+    try:
+        with f:
+            yield f
+    except UsageError:
+        raise
+    except _DAMAGED as exc:
+        if mode != "r":
+            raise FileFormatError(f"cannot update {what} {name} ({one_line(exc, 160)}); it was left "
+                                  f"as it was") from None
+        raise FileFormatError(f"cannot read {what} {name} ({one_line(exc, 160)}): it is damaged, or "
+                              f"not laid out as this toolkit and the reference code write it") from None
 
 
 def _create_new(path: str, fill) -> None:
     """Write a new file with ``fill(h5file)`` and publish it atomically, never replacing one."""
-    try:
-        with _files.creating(path) as tmp, h5py.File(tmp, "w", locking="best-effort") as f:
-            fill(f)
-    except FileExistsError:
-        raise AlreadyExists(f"{path} already exists; not overwriting it") from None
+    with _files.reporting_write_errors(path):
+        try:
+            with _files.creating(path) as tmp, h5py.File(tmp, "w", locking="best-effort") as f:
+                fill(f)
+        except FileExistsError:
+            raise AlreadyExists(f"{path} already exists; not overwriting it") from None
 
 
 def _write_attrs(obj: h5py.HLObject, attrs: Mapping[str, Any]) -> None:
@@ -134,12 +151,17 @@ class DirectionFile:
     @property
     def fingerprint(self) -> str:
         """sha256 of every stored array (dtype, shape, bytes), in file order."""
-        h = hashlib.sha256()
-        for direction in self.directions:
-            for a in direction:
-                h.update(f"{a.dtype.str}{a.shape}".encode())
-                h.update(np.ascontiguousarray(a).tobytes())
-        return h.hexdigest()
+        return arrays_fingerprint(a for direction in self.directions for a in direction)
+
+
+def arrays_fingerprint(arrays: Iterable[Any]) -> str:
+    """sha256 of the dtype, shape and bytes of each array (numpy, or anything np.asarray takes), in order."""
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
 
 
 def write_direction_file(path: str, directions: Sequence[Sequence[np.ndarray]], *,
@@ -173,12 +195,12 @@ def read_direction_file(path: str) -> DirectionFile:
             if group_name not in f:
                 break
             group = f[group_name]
-            try:
-                directions.append([group[str(i)][()] for i in range(len(group))])
-            except KeyError:
+            names = [str(i) for i in range(len(group))]
+            if sorted(group.keys()) != sorted(names):
                 raise FileFormatError(
                     f"{path}: group {group_name} must hold datasets '0'..'{len(group) - 1}'; "
-                    f"it has {sorted(group.keys())[:8]}") from None
+                    f"it has {sorted(group.keys())[:8]}")
+            directions.append([group[name][()] for name in names])
         return DirectionFile(path, directions, _read_attrs(f), _pca_extras(f))
 
 
@@ -379,10 +401,10 @@ def update_surface_file(path: str, *, groups: Sequence[MetricGroup] = (),
 @contextlib.contextmanager
 def _replacing(path: str) -> Iterator[h5py.File]:
     """Edit a copy of ``path`` and rename it over the original when the block succeeds: a
-    process killed at any moment leaves the old or the new complete file."""
-    with _files.replacing(path) as tmp:
+    process killed at any moment (or a full disk) leaves the old or the new complete file."""
+    with _files.reporting_write_errors(path), _files.replacing(path) as tmp:
         shutil.copyfile(path, tmp)
-        with _open(tmp, "r+") as f:
+        with _open(tmp, "r+", what="surface file", name=path) as f:
             yield f
 
 

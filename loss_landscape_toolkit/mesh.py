@@ -21,6 +21,15 @@ from ._files import write_text
 from .errors import UsageError
 
 LOG_SHIFT = 0.1  # z = ln(z + 0.1), as the reference
+# Peak memory of one exported point: its height arrays, its share of the quads (int64 (m, 4)),
+# the coordinate grids and the ASCII text of the file before it is written (measured: about
+# 300 bytes for an ``--interp N --zmax --log`` export, the same per point for any N).
+BYTES_PER_POINT = 350
+
+
+def export_bytes(npoints: int) -> int:
+    """Bytes of memory that exporting a mesh of ``npoints`` grid points needs at its peak."""
+    return npoints * BYTES_PER_POINT
 
 
 @dataclass(frozen=True)

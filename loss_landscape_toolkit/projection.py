@@ -26,6 +26,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
+import h5py
 import numpy as np
 import torch
 from torch import nn
@@ -53,12 +54,14 @@ __all__ = [
     "Projector",
     "project_trajectory",
     "setup_pca_directions",
+    "check_two_directions",
     "setup_projection",
 ]
 
 SIGN_CONVENTION = ("each PC is oriented so that the first checkpoint has a negative coordinate on it "
                    "(the path runs towards the final model at the origin); if that coordinate is "
                    "exactly 0, so that the PC's largest-magnitude entry is positive")
+MAX_CHECKPOINTS = 1_000_000  # of one path (no run saves more: the reference's has 301)
 _QR_BLOCK_BYTES = 32 * 2**20  # a QR step copies at most this much of the matrix (1/16 of it if less)
 
 Note = Callable[[str], None]
@@ -71,13 +74,19 @@ def checkpoint_epochs(start_epoch: int, max_epoch: int, save_epoch: int) -> list
     range was not a multiple of the stride, and then demanded a checkpoint that was never saved.)
 
     Raises:
-        UsageError: ``save_epoch < 1``, ``start_epoch < 0`` or ``max_epoch < start_epoch``.
+        UsageError: ``save_epoch < 1``, ``start_epoch < 0``, ``max_epoch < start_epoch``, or
+            more than ``MAX_CHECKPOINTS`` epochs.
     """
     if save_epoch < 1:
         raise UsageError(f"--save_epoch must be >= 1, got {save_epoch}")
     if start_epoch < 0 or max_epoch < start_epoch:
         raise UsageError(f"need 0 <= --start_epoch <= --max_epoch, got --start_epoch {start_epoch} "
                          f"--max_epoch {max_epoch}")
+    count = (max_epoch - start_epoch) // save_epoch + 1
+    if count > MAX_CHECKPOINTS:
+        raise UsageError(f"--start_epoch {start_epoch} --max_epoch {max_epoch} --save_epoch {save_epoch} asks for "
+                         f"{count} checkpoints, more than {MAX_CHECKPOINTS}; check --max_epoch (the last epoch "
+                         f"saved) or raise --save_epoch")
     epochs = list(range(start_epoch, max_epoch + 1, save_epoch))
     if epochs[-1] != max_epoch:
         epochs.append(max_epoch)
@@ -431,6 +440,26 @@ def _check_existing_pca(dir_file: str, mine: Mapping[str, Any]) -> None:
             raise FileFormatError(f"{dir_file} was made from {what[0]}, not this run's ({what[1]}); {move}")
 
 
+def check_two_directions(dir_file: str) -> None:
+    """Refuse a direction file that holds an x direction only: a path is projected onto two.
+
+    A missing or unreadable file passes here; :func:`setup_projection` reports it.
+
+    Raises:
+        FileFormatError: saying how to get a file with both directions.
+    """
+    try:
+        with h5py.File(dir_file, "r") as f:
+            x_only = h5io.DIR_GROUPS[0] in f and h5io.DIR_GROUPS[1] not in f
+    except OSError:
+        return
+    if x_only:
+        raise FileFormatError(
+            f"{dir_file} holds only an x direction, but a path is projected onto two (x and y); pass "
+            f"--dir_file a direction file with both (a PCA one, or one made by plot_surface.py with --y), "
+            f"or leave out --dir_file to compute PCA directions from the checkpoints")
+
+
 def setup_projection(trajectory: Trajectory, *, dir_file: str, dir_type: str, method: str,
                      attrs: Mapping[str, Any], note: Note = print) -> tuple[h5io.ProjectionFile, h5io.DirectionFile]:
     """Project the checkpoints onto the directions of ``dir_file`` into ``{dir_file}_proj_{method}.h5``,
@@ -446,6 +475,7 @@ def setup_projection(trajectory: Trajectory, *, dir_file: str, dir_type: str, me
         FileFormatError: a direction file that does not fit the model or has one direction, or
             an existing projection file of other checkpoints or directions.
     """
+    check_two_directions(dir_file)
     dfile = load_directions(dir_file, trajectory.at_final(), dir_type=dir_type, ndirections=2)
     proj_file = proj_file_name(dir_file, method)
     mine = {"epochs": trajectory.epochs, "dir_fingerprint": dfile.fingerprint, "method": method,

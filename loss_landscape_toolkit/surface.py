@@ -28,7 +28,7 @@ from torch import nn
 from . import h5io
 from ._seeds import direction_seed
 from .directions import PlaneSetter, create_random_direction, tensors_of
-from .errors import UsageError
+from .errors import FileFormatError, UsageError
 from .evaluation import Batches, evaluate, evaluate_many, make_batches, prepare_model
 from .h5io import TEST, TRAIN
 from .models.loading import state_fingerprint
@@ -74,6 +74,46 @@ def same_model_on_all_ranks(world: World, model: nn.Module) -> str:
         if world.is_root:
             print("note: the ranks had built different weights; all now use rank 0's", flush=True)
     return fingerprints[0]
+
+
+def check_resumable_surface(surface: h5io.SurfaceFile, *, xcoordinates: np.ndarray,
+                            ycoordinates: np.ndarray | None, dir_fingerprint: str, model_fingerprint: str,
+                            settings: Mapping[str, Any], recorded_settings: Mapping[str, Any] | None = None,
+                            dir_file: str = "", fix: str = "") -> None:
+    """Refuse to resume a surface (or shard) file made with another grid, directions, centre
+    model or settings: its points would be mixed with ours. What the file does not record
+    (a reference-code file has no fingerprints) is not checked.
+
+    Args:
+        settings: this run's values of the settings that change the numbers (data, loss, ...).
+        recorded_settings: the file's values under the same names (default: its "settings").
+        fix: what to tell the user to do instead, ending the message.
+
+    Raises:
+        FileFormatError: naming the first difference found.
+    """
+    def refuse(what: str) -> FileFormatError:
+        return FileFormatError(f"{surface.path} was made with {what}; it cannot be resumed by this "
+                               f"run" + (f". {fix}" if fix else ""))
+
+    if (ycoordinates is None) != (surface.ycoordinates is None):
+        raise refuse("a 1D grid" if surface.ycoordinates is None else "a 2D grid")
+    for axis, mine, theirs in (("x", xcoordinates, surface.xcoordinates),
+                               ("y", ycoordinates, surface.ycoordinates)):
+        if mine is not None and (len(mine) != len(theirs) or not np.allclose(mine, theirs, rtol=0, atol=1e-9)):
+            raise refuse(f"other {axis} coordinates ({theirs[0]:g}..{theirs[-1]:g}, {len(theirs)} points)")
+    theirs_model = surface.attrs.get("model_fingerprint")
+    if theirs_model and theirs_model != model_fingerprint:
+        raise refuse("another centre model (other weights)")
+    if "dir_fingerprint" in surface.attrs:
+        if surface.attrs["dir_fingerprint"] != dir_fingerprint:
+            raise refuse("other directions" + (f" (direction file {surface.dir_file})" if surface.dir_file else ""))
+    elif surface.dir_file and dir_file and os.path.basename(surface.dir_file) != os.path.basename(dir_file):
+        raise refuse(f"the direction file {surface.dir_file}")
+    recorded = surface.attrs.get("settings", {}) if recorded_settings is None else recorded_settings
+    for key, value in settings.items():
+        if key in recorded and recorded[key] != value:
+            raise refuse(f"{key} {recorded[key]!r} (now {value!r})")
 
 
 def point_evaluator(model: nn.Module, setter: PlaneSetter, xcoordinates: np.ndarray,
@@ -197,8 +237,10 @@ def compute_surface(model: nn.Module, data: Any, *, x: Sequence[float], y: Seque
         num_classes: for ``mse``; by default 1 + the largest label.
         batch_size: evaluation batch size (it does not change the results).
         device: where to evaluate; default: the model's device.
-        surf_file: write the surface file there (resuming it if it exists with the same grid);
-            default: a temporary file, deleted after reading it back.
+        surf_file: write the surface file there; if it exists, resume it. A file made with
+            another grid, other directions (e.g. another ``seed``), other weights, other data or
+            another loss is refused (FileFormatError), as by the command line.
+            Default: a temporary file, deleted after reading it back.
         world: an MPI world from ``parallel.world.detect_world`` to share the points among ranks.
         progress: show a progress bar.
         channels_last, compile: speed options (NHWC memory format, ``torch.compile``); both
@@ -211,25 +253,34 @@ def compute_surface(model: nn.Module, data: Any, *, x: Sequence[float], y: Seque
         MPI, only rank 0's result holds values; the other ranks get empty ``values``.
     """
     world = world or World()
-    same_model_on_all_ranks(world, model)
+    model_fingerprint = same_model_on_all_ranks(world, model)
     if device is None:
         device = next(model.parameters()).device
     model.to(device).eval()
     xs = np.asarray(x, dtype=np.float64).reshape(-1)
     ys = None if y is None else np.asarray(y, dtype=np.float64).reshape(-1)
-    evalsets = {"train": _evalset(data, batch_size, device, num_classes, channels_last)}
-    if test_data is not None:
-        evalsets["test"] = _evalset(test_data, batch_size, device, num_classes, channels_last)
+    evalsets, settings = {}, {"dir_type": dir_type, "loss_name": loss_name}
+    for split, split_data in (("train", data), ("test", test_data)):
+        if split_data is not None:
+            evalsets[split], settings[f"{split}_data"] = _evalset(split_data, batch_size, device,
+                                                                  num_classes, channels_last)
     if directions is None:
         generator = torch.Generator().manual_seed(direction_seed(seed, 0))
         weights = tensors_of(model, dir_type)
         directions = [create_random_direction(weights, norm=norm, ignore=ignore, generator=generator)
                       for _ in range(1 if ys is None else 2)]
+    dir_fingerprint = h5io.arrays_fingerprint(
+        torch.as_tensor(d).detach().cpu().numpy() for direction in directions for d in direction)
     with _surface_path(surf_file, world) as path:
-        if world.is_root and not os.path.exists(path):
-            h5io.create_surface_file(path, dir_file="", xcoordinates=xs, ycoordinates=ys,
-                                        attrs={"created_by": "surface.compute_surface"})
-        world.barrier()
+        with world.agreed("setting up the surface file"):
+            if world.is_root and os.path.exists(path):
+                check_resumable_surface(h5io.read_surface_file(path), xcoordinates=xs, ycoordinates=ys,
+                                        dir_fingerprint=dir_fingerprint, model_fingerprint=model_fingerprint,
+                                        settings=settings, fix="Pass another surf_file, or delete that file")
+            elif world.is_root:
+                h5io.create_surface_file(path, dir_file="", xcoordinates=xs, ycoordinates=ys, attrs={
+                    "created_by": "surface.compute_surface", "dir_fingerprint": dir_fingerprint,
+                    "model_fingerprint": model_fingerprint, "settings": settings})
         stats = run_surface(world=world, model=model, directions=directions, dir_type=dir_type,
                             surf_file=path, xcoordinates=xs, ycoordinates=ys, evalsets=evalsets,
                             loss_name=loss_name, progress=progress, channels_last=channels_last,
@@ -262,7 +313,8 @@ def _surface_path(surf_file: str | None, world: World):
 
 
 def _evalset(data: Any, batch_size: int, device: Any, num_classes: int | None,
-             channels_last: bool) -> EvalSet:
+             channels_last: bool) -> tuple[EvalSet, str]:
+    """The data cut into batches, and a fingerprint of its contents (for the resume check)."""
     if hasattr(data, "x") and hasattr(data, "y"):  # data.EvalData
         inputs, labels = data.x, data.y
         num_classes = num_classes or getattr(data, "num_classes", None)
@@ -275,6 +327,6 @@ def _evalset(data: Any, batch_size: int, device: Any, num_classes: int | None,
         labels = torch.cat([torch.as_tensor(p[1]) for p in pairs])
     labels = labels.long()
     num_classes = num_classes or int(labels.max()) + 1
-    return EvalSet(make_batches(inputs, labels, batch_size, device=device, channels_last=channels_last),
-                   num_classes)
-
+    fingerprint = h5io.arrays_fingerprint(t.detach().cpu().numpy() for t in (inputs, labels))
+    return (EvalSet(make_batches(inputs, labels, batch_size, device=device, channels_last=channels_last),
+                    num_classes), fingerprint)

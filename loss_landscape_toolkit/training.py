@@ -3,8 +3,11 @@
 SGD with Nesterov momentum (or Adam) and weight decay; the learning rate is multiplied by
 ``lr_decay`` after epochs 150, 225 and 275; random crops with 4 pixels of zero padding and
 horizontal flips; the reference's weight initialisation; checkpoints ``model_{e}.t7``
-(``state_dict``, ``acc``, ``epoch``) and ``opt_state_{e}.t7`` (``optimizer``) at epochs 0, 1,
-every multiple of ``save_epoch`` and 150; one log line per epoch in the reference's format.
+(``state_dict``, ``acc``, ``epoch``) and ``opt_state_{e}.t7`` (``optimizer``, plus ``epoch``)
+at epochs 0, 1, every multiple of ``save_epoch`` and 150; one log line per epoch in the
+reference's format. The optimizer state of an epoch is written before its model, each file
+atomically, so a model file always has its optimizer state beside it; a save cut short leaves
+at most a lone ``opt_state_{e}.t7`` that the resumed run replaces.
 
 The data stays in memory as tensors (on the GPU when training there): each epoch draws one
 permutation and, per batch, crop offsets and flips from a generator seeded by (seed, epoch),
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
@@ -24,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._files import replacing
+from ._files import replacing, reporting_write_errors
 from ._naming import checkpoint_names
 from ._options import LOSSES, OPTIMIZERS
 from ._seeds import epoch_seed
@@ -184,25 +188,34 @@ def _bare(model: nn.Module) -> nn.Module:
 
 
 def _atomic_save(obj: object, path: str) -> None:
-    """torch.save under a temporary name, then rename: a kill leaves no half-written checkpoint."""
-    with replacing(path, sync=False) as tmp:
-        torch.save(obj, tmp)
+    """torch.save under a temporary name, then rename: a kill leaves no half-written checkpoint.
+
+    Raises:
+        FileFormatError: the OS refused the write (full disk, no permission, name too long);
+            ``path`` and the files written before are left as they were.
+    """
+    with reporting_write_errors(path, hint="the files written before are intact"), \
+            replacing(path, sync=False) as tmp, open(tmp, "wb") as fh:
+        torch.save(obj, fh)  # through a Python file: a full disk raises OSError, not RuntimeError
 
 
 def save_checkpoint(folder: str, epoch: int, *, model: nn.Module, optimizer: torch.optim.Optimizer,
                     acc: float) -> None:
-    """Write ``model_{epoch}.t7`` ({'acc', 'epoch', 'state_dict'}) and ``opt_state_{epoch}.t7``
-    ({'optimizer'}), the reference's files and keys (without a DataParallel ``module.``)."""
+    """Write ``opt_state_{epoch}.t7`` ({'optimizer', 'epoch'}), then ``model_{epoch}.t7``
+    ({'acc', 'epoch', 'state_dict'}): the reference's files and keys (without a DataParallel
+    ``module.``) and the epoch of the optimizer state. The model comes last, so a run killed in
+    between leaves a lone optimizer state, never a model whose optimizer state is missing."""
     model_name, opt_name = checkpoint_names(epoch)
+    _atomic_save({"optimizer": optimizer.state_dict(), "epoch": epoch}, os.path.join(folder, opt_name))
     _atomic_save({"acc": acc, "epoch": epoch, "state_dict": _bare(model).state_dict()},
                  os.path.join(folder, model_name))
-    _atomic_save({"optimizer": optimizer.state_dict()}, os.path.join(folder, opt_name))
 
 
 def _load_dict(path: str, key: str, flag: str) -> dict:
     if not os.path.isfile(path):
         raise ModelError(f"{flag} {path}: file not found; expected a checkpoint written by "
-                         f"cifar10/main.py (check the path, relative to {os.getcwd()})")
+                         f"cifar10/main.py (check the path, relative to {os.getcwd()})"
+                         + _latest_pair_hint(os.path.dirname(path)))
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
@@ -231,14 +244,26 @@ def resume_model(model: nn.Module, path: str) -> int:
     return int(epoch) + 1
 
 
-def resume_optimizer(optimizer: torch.optim.Optimizer, path: str) -> None:
+def resume_optimizer(optimizer: torch.optim.Optimizer, path: str, *, epoch: int | None = None) -> None:
     """Load ``opt_state_{e}.t7`` (momentum buffers, Adam moments) into ``optimizer``.
 
+    Args:
+        optimizer: This run's optimizer, over the model's parameters.
+        path: The optimizer state file.
+        epoch: The epoch of the resumed model, if any: the state must be of that epoch (read from
+            the file's ``epoch`` entry, else from a name ``opt_state_{e}.t7``; unknown: not checked).
+
     Raises:
-        ModelError: missing or unreadable file, state of another optimizer, other momentum or
-            weight decay than this run's, or parameters that do not match the model.
+        ModelError: missing or unreadable file, state of another epoch or optimizer, other
+            momentum or weight decay than this run's, or parameters that do not match the model.
     """
-    saved = _load_dict(path, "optimizer", "--resume_opt")["optimizer"]
+    stored = _load_dict(path, "optimizer", "--resume_opt")
+    theirs = _optimizer_epoch(stored, path)
+    if epoch is not None and theirs is not None and theirs != epoch:
+        raise ModelError(f"--resume_opt {path} holds the optimizer state of epoch {theirs} but --resume_model "
+                         f"is at epoch {epoch}; pass the two files of one epoch, e.g. "
+                         f"{' '.join(checkpoint_names(epoch))}")
+    saved = stored["optimizer"]
     groups = saved.get("param_groups") if isinstance(saved, dict) else None
     if not groups or "state" not in saved:
         raise ModelError(f"--resume_opt {path}: 'optimizer' is not an optimizer state_dict")
@@ -257,6 +282,17 @@ def resume_optimizer(optimizer: torch.optim.Optimizer, path: str) -> None:
     except (ValueError, KeyError, RuntimeError) as exc:
         raise ModelError(f"--resume_opt {path} does not fit this model's parameters ({exc}); was it "
                          f"saved for another --model?") from None
+
+
+def _optimizer_epoch(stored: dict, path: str) -> int | None:
+    """The epoch of an optimizer state file: its ``epoch`` entry, else its name's, else None."""
+    epoch = stored.get("epoch")
+    if isinstance(epoch, torch.Tensor) and epoch.numel() == 1:
+        epoch = epoch.item()
+    if isinstance(epoch, (int, np.integer)) and not isinstance(epoch, bool):
+        return int(epoch)
+    match = re.fullmatch(r"opt_state_(\d+)\.t7", os.path.basename(path))
+    return int(match.group(1)) if match else None
 
 
 def save_eval_loaders(folder: str, *, data: TrainingData, test: EvalData, batch_size: int) -> list[str]:
@@ -402,34 +438,78 @@ def planned_checkpoints(start_epoch: int, epochs: int, save_epoch: int) -> list[
     return [e for e in range(start_epoch, epochs + 1) if is_save_epoch(e, save_epoch)]
 
 
-def check_free(folder: str, epochs: Sequence[int]) -> None:
+def check_free(folder: str, epochs: Sequence[int]) -> str:
     """Refuse to overwrite checkpoints of an earlier run in ``folder``.
+
+    The lone file of a save cut short (see :func:`interrupted_save`) is no checkpoint: it may
+    be replaced.
+
+    Returns:
+        A one-line note naming that file when this run replaces it, else "".
 
     Raises:
         UsageError: some of the files this run would write exist; the message names them and
-            says how to resume the latest checkpoint instead.
+            says how to resume the latest complete checkpoint instead.
     """
-    taken = [name for e in epochs for name in checkpoint_names(e)
-             if os.path.exists(os.path.join(folder, name))]
+    cut = interrupted_save(folder)
+    lone = cut[1] if cut else ""
+    planned = [name for e in epochs for name in checkpoint_names(e)]
+    taken = [name for name in planned if name != lone and os.path.exists(os.path.join(folder, name))]
     if not taken:
-        return
-    saved = sorted(e for e in _saved_epochs(folder))
-    last = saved[-1] if saved else None
-    resume = (f"resume the latest one with --resume_model {os.path.join(folder, f'model_{last}.t7')} "
-              f"--resume_opt {os.path.join(folder, f'opt_state_{last}.t7')}, " if last is not None else "")
+        return (f"note: replacing {os.path.join(folder, lone)}, left alone by a save cut short at epoch "
+                f"{cut[0]}" if lone in planned else "")
+    last = latest_pair(folder)
+    resume = ""
+    if last is not None:
+        which = "the latest one" if cut is None else (
+            f"the latest complete pair, epoch {last} (the save of epoch {cut[0]} was cut short: "
+            f"{lone} has no partner)")
+        resume = f"resume {which} with {resume_flags(folder, last)}, "
     shown = ", ".join(taken[:6]) + (f" and {len(taken) - 6} more" if len(taken) > 6 else "")
     raise UsageError(f"{folder} already holds {shown} from an earlier run, which this run would "
                      f"overwrite; {resume}or start a separate run with --idx N or --save "
                      f"another_folder, or delete those files")
 
 
-def _saved_epochs(folder: str) -> list[int]:
-    out = []
-    for name in os.listdir(folder):
-        stem = name[len("model_"):-len(".t7")] if name.startswith("model_") and name.endswith(".t7") else ""
-        if stem.isdigit() and os.path.exists(os.path.join(folder, f"opt_state_{stem}.t7")):
-            out.append(int(stem))
-    return out
+def resume_flags(folder: str, epoch: int) -> str:
+    """The ``--resume_model ... --resume_opt ...`` flags that continue from ``epoch`` in ``folder``."""
+    model_name, opt_name = checkpoint_names(epoch)
+    return f"--resume_model {os.path.join(folder, model_name)} --resume_opt {os.path.join(folder, opt_name)}"
+
+
+def latest_pair(folder: str) -> int | None:
+    """The last epoch for which ``folder`` holds both ``model_{e}.t7`` and ``opt_state_{e}.t7``."""
+    complete = [e for e, names in _checkpoint_files(folder).items() if len(names) == 2]
+    return max(complete) if complete else None
+
+
+def interrupted_save(folder: str) -> tuple[int, str] | None:
+    """``(epoch, file)`` when the newest checkpoint epoch in ``folder`` has one file of its pair
+    only: the mark of a run killed between the two writes (or, before the model was written
+    last, after the model). None when the newest pair is complete or there is none."""
+    found = _checkpoint_files(folder)
+    if not found:
+        return None
+    top = max(found)
+    return (top, found[top][0]) if len(found[top]) == 1 else None
+
+
+def _latest_pair_hint(folder: str) -> str:
+    last = latest_pair(folder)
+    return (f"; the latest epoch with both files in {folder} is {last}: resume it with "
+            f"{resume_flags(folder, last)}" if last is not None else "")
+
+
+def _checkpoint_files(folder: str) -> dict[int, list[str]]:
+    """Epoch -> the names of that epoch's checkpoint files in ``folder`` (one or both)."""
+    found: dict[int, list[str]] = {}
+    names = sorted(os.listdir(folder)) if os.path.isdir(folder) else []
+    for name in names:
+        for prefix in ("model_", "opt_state_"):
+            stem = name[len(prefix):-len(".t7")] if name.startswith(prefix) and name.endswith(".t7") else ""
+            if stem.isdigit() and stem == str(int(stem)):
+                found.setdefault(int(stem), []).append(name)
+    return found
 
 
 def train(model: nn.Module, optimizer: torch.optim.Optimizer, *, data: TrainingData, test: EvalData,

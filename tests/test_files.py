@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 
@@ -56,3 +57,31 @@ def test_a_refused_writer_leaves_the_holders_lock_in_place(tmp_path):
             with pytest.raises(FileFormatError, match="another process is writing"), _files.writer_lock(path):
                 pass
         assert (tmp_path / ".s.h5.lock").exists()
+
+
+def _dead_pid() -> int:
+    """The pid of a process that has ended."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    return int(proc.stdout)
+
+
+def test_a_writer_removes_temporaries_of_killed_writers_only(tmp_path):
+    target = tmp_path / "s.h5"
+    target.write_bytes(b"data")
+    dead = tmp_path / f".s.h5.{_dead_pid()}-0123abcd.tmp"
+    alive = tmp_path / f".s.h5.{os.getppid()}-0123abcd.tmp"  # a running process (our parent)
+    other = tmp_path / f".t.h5.{_dead_pid()}-0123abcd.tmp"  # another file's
+    for p in (dead, alive, other):
+        p.write_bytes(b"partial")
+    with _files.replacing(str(target)) as tmp, open(tmp, "wb") as fh:
+        fh.write(b"data")
+    assert not dead.exists() and alive.exists() and other.exists()
+    assert target.read_bytes() == b"data"
+    old = time.time() - 2 * 3600  # a writer on another host, long gone
+    os.utime(alive, (old, old))
+    with pytest.raises(FileExistsError), _files.creating(str(target)) as tmp:  # creating cleans up too
+        open(tmp, "wb").close()
+    assert not alive.exists() and target.read_bytes() == b"data"

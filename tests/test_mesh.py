@@ -162,3 +162,31 @@ def test_cli_bad_inputs(tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and fragment in err, (argv, err)
     assert not list(tmp_path.glob("*.vtp"))
+
+
+def test_cli_refuses_an_interp_that_cannot_fit_before_reading(tmp_path):
+    two_d = write_surface(tmp_path / "two.h5", X, Y, _loss)
+    for surf in (two_d, str(tmp_path / "not_read.h5")):  # refused before the file is opened
+        proc = run_script("h52vtp.py", "-f", surf, "--interp", "100000", cwd=tmp_path)
+        assert_usage_error(proc, "h52vtp.py: error: --interp 100000 is 1e+10 mesh points",
+                           "would need 3.5 TB, more than the", "use a smaller --interp (at most")
+    assert not list(tmp_path.glob("*.vtp"))
+
+
+def test_cli_interp_limit_is_the_machines_memory(tmp_path, capsys, monkeypatch):
+    two_d = write_surface(tmp_path / "two.h5", X, Y, _loss)
+    monkeypatch.setattr(h52vtp.cli_args, "physical_memory", lambda: 10**8)  # 100 MB: 534 x 534 points
+    assert h52vtp.main(["-f", two_d, "--interp", "500"]) == 0
+    assert h52vtp.main(["-f", two_d, "--interp", "600"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("would need 126 MB, more than the 100 MB of memory of this machine; use a smaller "
+                        "--interp (at most 534 here; the reference suggests 1000)"), err
+
+
+@pytest.mark.parametrize("value", ["nan", "inf"])
+def test_cli_refuses_a_zmax_that_is_not_a_height(tmp_path, capsys, value):
+    two_d = write_surface(tmp_path / "two.h5", X, Y, _loss)
+    assert h52vtp.main(["-f", two_d, f"--zmax={value}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"h52vtp.py: error: --zmax must be a finite height to clip at (or <= 0 for no clipping), got {value}"
+    assert not list(tmp_path.glob("*.vtp"))

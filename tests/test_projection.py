@@ -240,3 +240,26 @@ def test_the_final_checkpoint_is_read_from_disk_once(tmp_path, monkeypatch):
                                 note=lambda s: None)
     assert reads.count(files[-1]) == 1  # the PCA and the projection each walk the path once
     assert sorted(reads[1:]) == sorted(files[:-1] * 2)
+
+
+def test_checkpoint_epochs_refuse_more_than_a_run_can_save():
+    assert len(projection.checkpoint_epochs(0, projection.MAX_CHECKPOINTS - 1, 1)) == projection.MAX_CHECKPOINTS
+    with pytest.raises(UsageError, match="asks for 1000001 checkpoints, more than 1000000"):
+        projection.checkpoint_epochs(0, projection.MAX_CHECKPOINTS, 1)
+
+
+def test_projection_onto_a_one_direction_file_says_what_to_pass(tmp_path):
+    _write_path(tmp_path)
+    epochs = projection.checkpoint_epochs(0, 7, 1)
+    files = projection.find_checkpoints(str(tmp_path), epochs, prefix="model_", suffix=".t7")
+    net = make_small_net()
+    x_only = str(tmp_path / "x_only.h5")
+    net_plotter.save_directions(x_only, [[torch.ones_like(t) for t in net_plotter.tensors_of(net, "weights")]],
+                                named=net_plotter.named_tensors(net, "weights"), attrs={})
+    with pytest.raises(FileFormatError) as err:
+        projection.setup_projection(projection.Trajectory(SmallConvNet(), files, epochs), dir_file=x_only,
+                                    dir_type="weights", method="cos", attrs={}, note=lambda s: None)
+    message = str(err.value)
+    assert message.startswith(f"{x_only} holds only an x direction, but a path is projected onto two")
+    assert "drop --y" not in message and "leave out --dir_file" in message
+    projection.check_two_directions(str(tmp_path / "missing.h5"))  # left to load_directions to report

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import re
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from conftest import make_small_data, make_small_net
 
 from loss_landscape_toolkit import directions as npl
 from loss_landscape_toolkit import h5io
+from loss_landscape_toolkit.errors import FileFormatError
 from loss_landscape_toolkit.surface import compute_surface
 
 
@@ -54,6 +56,29 @@ def test_compute_surface_1d_with_test_data_and_a_file(tmp_path, small_net, small
     np.testing.assert_array_equal(on_disk.arrays["train_loss"], surf.values["train_loss"])
     again = compute_surface(small_net, small_data, test_data=test, x=np.linspace(-1, 1, 5), surf_file=path)
     assert again.stats.computed == 0  # resumed: nothing left to do
+
+
+@pytest.mark.parametrize("change, fragment", [
+    ({"seed": 7}, "other directions"),
+    ({"model": "other"}, "another centre model"),
+    ({"data": "other"}, "train_data"),
+    ({"loss_name": "mse"}, "loss_name 'crossentropy' (now 'mse')"),
+    ({"x": np.linspace(-1, 1, 4)}, "other x coordinates"),
+])
+def test_compute_surface_refuses_to_resume_a_file_made_otherwise(tmp_path, small_net, small_data,
+                                                                 change, fragment):
+    """A second call on the same file with another seed, model, data, loss or grid would
+    silently return the first call's values: it is refused, and the file is left as it was."""
+    path = tmp_path / "s.h5"
+    base = dict(x=np.linspace(-1, 1, 5), seed=3, surf_file=str(path))
+    compute_surface(small_net, small_data, **base)
+    before = path.read_bytes()
+    model = make_small_net(seed=5) if change.get("model") else small_net
+    data = make_small_data(30, seed=4) if change.get("data") else small_data
+    kwargs = {**base, **{k: v for k, v in change.items() if k not in ("model", "data")}}
+    with pytest.raises(FileFormatError, match=re.escape(fragment)):
+        compute_surface(model, data, **kwargs)
+    assert path.read_bytes() == before
 
 
 def test_speed_options_change_results_only_at_rounding_level(small_data):

@@ -15,7 +15,7 @@ from conftest import LOG_LINE, SmallConvNet
 from loss_landscape_toolkit import data as dataloader
 from loss_landscape_toolkit import training
 from loss_landscape_toolkit._naming import checkpoint_names
-from loss_landscape_toolkit.errors import ModelError
+from loss_landscape_toolkit.errors import ModelError, UsageError
 from loss_landscape_toolkit.models import create_model
 
 
@@ -174,3 +174,42 @@ def test_resume_optimizer_refuses_other_settings(tmp_path):
     adam = training.make_optimizer(net.parameters(), name="adam", lr=0.1, momentum=0.9, weight_decay=5e-4)
     with pytest.raises(ModelError, match="--optimizer sgd"):
         training.resume_optimizer(adam, opt_file)
+
+
+def test_a_save_cut_short_leaves_a_lone_optimizer_state_that_a_resume_replaces(tmp_path, monkeypatch):
+    net = _net()
+    sgd = training.make_optimizer(net.parameters(), name="sgd", lr=0.1, momentum=0.9, weight_decay=5e-4)
+    for epoch in (0, 1, 2):
+        training.save_checkpoint(str(tmp_path), epoch, model=net, optimizer=sgd, acc=50.0)
+    real_save, calls = training._atomic_save, []
+
+    def killed_after_one_write(obj, path):
+        if calls:
+            raise KeyboardInterrupt  # the kill, between the two files of epoch 4
+        calls.append(path)
+        real_save(obj, path)
+
+    monkeypatch.setattr(training, "_atomic_save", killed_after_one_write)
+    with pytest.raises(KeyboardInterrupt):
+        training.save_checkpoint(str(tmp_path), 4, model=net, optimizer=sgd, acc=50.0)
+    monkeypatch.undo()
+    assert (tmp_path / "opt_state_4.t7").exists() and not (tmp_path / "model_4.t7").exists()
+    assert training.interrupted_save(str(tmp_path)) == (4, "opt_state_4.t7")
+    assert training.latest_pair(str(tmp_path)) == 2
+    note = training.check_free(str(tmp_path), [4])  # resuming from epoch 2 rewrites epoch 4
+    assert "replacing" in note and "opt_state_4.t7" in note
+    with pytest.raises(UsageError, match="latest complete pair, epoch 2.*--resume_model .*model_2.t7"):
+        training.check_free(str(tmp_path), [2, 4])
+
+
+def test_resume_optimizer_refuses_the_state_of_another_epoch(tmp_path):
+    net = _net()
+    sgd = training.make_optimizer(net.parameters(), name="sgd", lr=0.1, momentum=0.9, weight_decay=5e-4)
+    training.save_checkpoint(str(tmp_path), 3, model=net, optimizer=sgd, acc=50.0)
+    with pytest.raises(ModelError, match="epoch 3 but --resume_model is at epoch 5"):
+        training.resume_optimizer(sgd, str(tmp_path / "opt_state_3.t7"), epoch=5)
+    training.resume_optimizer(sgd, str(tmp_path / "opt_state_3.t7"), epoch=3)
+    # a file of the reference (no epoch entry): its name tells the epoch
+    torch.save({"optimizer": sgd.state_dict()}, tmp_path / "opt_state_7.t7")
+    with pytest.raises(ModelError, match="epoch 7 but --resume_model is at epoch 3"):
+        training.resume_optimizer(sgd, str(tmp_path / "opt_state_7.t7"), epoch=3)

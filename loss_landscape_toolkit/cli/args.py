@@ -10,14 +10,16 @@ from __future__ import annotations
 import argparse
 import functools
 import math
+import os
 import sys
 from dataclasses import dataclass
+from decimal import Context, Decimal
 from typing import Callable, Sequence
 
 import numpy as np
 
 from .._options import DATAPATH_ENV, DEFAULT_DATAPATH, DEFAULT_SEED, DIR_TYPES, DPI, FORMATS, IGNORES, LOSSES, NORMS
-from ..errors import EXIT_USAGE, RangeError, SilentExit, UsageError
+from ..errors import EXIT_INCOMPLETE, EXIT_USAGE, Incomplete, Interrupted, RangeError, SilentExit, UsageError
 
 MainFn = Callable[[Sequence[str] | None], int]
 
@@ -31,8 +33,15 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
+Check = Callable[[argparse.Namespace], None]
+
+
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse whose errors become :class:`UsageError` (one line, exit 2, printed once)."""
+    """argparse whose errors become :class:`UsageError` (one line, exit 2, printed once).
+
+    A flag added with :func:`checked` also has its value checked right after parsing (before
+    a program loads anything), so a nonsensical value stops the program at once.
+    """
 
     def __init__(self, prog: str, description: str | None = None):
         super().__init__(prog=prog, description=description, formatter_class=_HelpFormatter)
@@ -40,11 +49,30 @@ class ArgumentParser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         raise UsageError(f"{message} (see {self.prog} --help)")
 
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        """Parse as argparse, then run the checks of the flags (see :func:`checked`)."""
+        parsed, extras = super().parse_known_args(args, namespace)
+        for action in self._actions:
+            for check in getattr(action, "checks", ()):
+                check(parsed)
+        return parsed, extras
+
+
+def checked(action: argparse.Action, check: Check) -> argparse.Action:
+    """Attach ``check(namespace)`` to a flag: :class:`ArgumentParser` runs it after parsing.
+
+    A check that reads several flags is attached to one of them only. Returns ``action``.
+    """
+    action.checks = [*getattr(action, "checks", ()), check]  # type: ignore[attr-defined]
+    return action
+
 
 def reports_usage_errors(prog: str) -> Callable[[MainFn], MainFn]:
     """Decorate a CLI ``main(argv) -> int`` so a :class:`UsageError` becomes one line and exit 2.
 
-    Any other exception propagates with its traceback: it is a bug, not bad input.
+    :class:`Incomplete` becomes one line and exit 3; an interruption (:class:`Interrupted`, or
+    Ctrl-C anywhere) one line and exit 128 + the signal number. Any other exception propagates
+    with its traceback: it is a bug, not bad input.
     """
 
     def decorate(main: MainFn) -> MainFn:
@@ -57,6 +85,15 @@ def reports_usage_errors(prog: str) -> Callable[[MainFn], MainFn]:
             except UsageError as exc:
                 print(f"{prog}: error: {exc}", file=sys.stderr, flush=True)
                 return EXIT_USAGE
+            except Incomplete as exc:
+                print(f"{prog}: {exc}", file=sys.stderr, flush=True)
+                return EXIT_INCOMPLETE
+            except Interrupted as exc:
+                print(f"{prog}: {exc}", file=sys.stderr, flush=True)
+                return exc.code
+            except KeyboardInterrupt:
+                print(f"{prog}: stopped by SIGINT (Ctrl-C)", file=sys.stderr, flush=True)
+                return 128 + 2
 
         return wrapper
 
@@ -105,6 +142,87 @@ def parse_range(text: str | None, flag: str) -> GridRange:
     if num == 1 and vmin != vmax:
         raise RangeError(f"{flag}={text}: one point needs min == max (e.g. {flag}=0:0:1)")
     return GridRange(vmin, vmax, num)
+
+
+# --------------------------------------------------------------------------- sizes that fit
+# What one grid point of a surface run costs at least: the metric arrays (train and test loss
+# and accuracy, float64) and their two done masks (uint8), held in memory when the file is read,
+SURFACE_BYTES_PER_POINT = 4 * 8 + 2
+# and its entry in the list of points still to compute (a Python (index, groups) tuple; measured).
+WORK_LIST_BYTES_PER_POINT = 150
+GRID_BYTES_PER_POINT = SURFACE_BYTES_PER_POINT + WORK_LIST_BYTES_PER_POINT
+FALLBACK_MEMORY = 2**40  # the limit where the operating system does not tell the memory size
+
+
+def physical_memory() -> int:
+    """Bytes of memory (RAM) of this machine; ``FALLBACK_MEMORY`` where the OS does not say."""
+    try:
+        total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return FALLBACK_MEMORY
+    return total if total > 0 else FALLBACK_MEMORY
+
+
+def _digits3(value: Decimal) -> str:
+    """3 significant digits without trailing zeros (``1e+12``, ``1.84e+584``): any size."""
+    if value < Decimal("1e300"):
+        return f"{float(value):.3g}"
+    return f"{Context(prec=3).plus(value).normalize():g}"
+
+
+def format_count(n: int) -> str:
+    """``n`` as written, or with 3 significant digits from a million on (``1e+12``)."""
+    return str(n) if n < 10**6 else _digits3(Decimal(n))
+
+
+def format_bytes(n: int) -> str:
+    """``n`` bytes in decimal units with 3 significant digits: ``8 TB``, ``190 MB``."""
+    units = ("B", "kB", "MB", "GB", "TB", "PB", "EB")
+    k = 0
+    while k < len(units) - 1 and n >= 1000 ** (k + 1):
+        k += 1
+    return f"{_digits3(Decimal(n) / Decimal(1000**k))} {units[k]}"  # Decimal: no overflow at any size
+
+
+def check_memory(what: str, need: int, *, fix: str) -> None:
+    """Refuse a run that needs more than this machine's memory before it starts.
+
+    Args:
+        what: what needs the memory, e.g. ``"--x=-1:1:1000000 is 1e+06 points: the surface arrays"``.
+        need: the bytes it needs at least.
+        fix: how to ask for less.
+
+    Raises:
+        RangeError: ``need`` is more than the machine's memory.
+    """
+    have = physical_memory()
+    if need > have:
+        raise RangeError(f"{what} would need {format_bytes(need)}, more than the {format_bytes(have)} of "
+                         f"memory of this machine; {fix}")
+
+
+def check_grid_fits(x: GridRange, y: GridRange | None, *, given: str) -> None:
+    """Refuse a grid whose surface arrays cannot fit in this machine's memory.
+
+    Args:
+        given: the flags as the user wrote them, for the message.
+
+    Raises:
+        RangeError: saying the points, the memory they need and how many points would fit.
+    """
+    points = x.num * (1 if y is None else y.num)
+    most = physical_memory() // GRID_BYTES_PER_POINT
+    check_memory(f"{given} is {format_count(points)} points: its surface arrays and list of points to compute",
+                 points * GRID_BYTES_PER_POINT,
+                 fix=f"use fewer points (at most {format_count(most)} in all; the reference's 51 x 51 grid "
+                     f"is --x=-1:1:51 --y=-1:1:51)")
+
+
+def _check_grid_flags(args: argparse.Namespace) -> None:
+    """--x and --y parse, and their grid fits in memory."""
+    x = parse_range(args.x, "--x")
+    y = None if args.y is None else parse_range(args.y, "--y")
+    check_grid_fits(x, y, given=f"--x={args.x}" + ("" if y is None else f" x --y={args.y}"))
 
 
 # --------------------------------------------------------------------------- flag groups
@@ -179,7 +297,7 @@ def add_direction_args(parser: argparse.ArgumentParser, *, same_dir: bool = True
     g.add_argument("--dir_type", default="weights", choices=DIR_TYPES,
                    help="weights: parameters only; states: state_dict incl. BatchNorm statistics")
     g.add_argument("--x", default="-1:1:51", help="xmin:xmax:xnum (write --x=-1:1:51)")
-    g.add_argument("--y", default=None, help="ymin:ymax:ynum; gives a 2D surface")
+    checked(g.add_argument("--y", default=None, help="ymin:ymax:ynum; gives a 2D surface"), _check_grid_flags)
     norms, ignores = choices_with_empty(NORMS), choices_with_empty(IGNORES)
     g.add_argument("--xnorm", default="filter", choices=norms, help="normalization of x (default filter)")
     g.add_argument("--ynorm", default="filter", choices=norms, help="normalization of y (default filter)")
@@ -202,7 +320,7 @@ def add_run_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--estimate", action="store_true",
                    help="time a few points, print the expected wall time for the number of ranks, exit")
     g.add_argument("--rank", type=int, default=None,
-                   help="with --of N: compute shard I (0-based) of the remaining points into a file of "
+                   help="with --of N: compute shard I (0-based; every N-th point of the grid) into a file of "
                         "its own (default under a SLURM job array: the array task id)")
     g.add_argument("--of", type=int, default=None, help="number of shards (jobs without MPI)")
     g.add_argument("--merge", action="store_true", help="with --of N: merge the shard files into the surface file")
@@ -212,7 +330,39 @@ def add_level_args(group: argparse._ArgumentGroup) -> None:
     """``--vmin``, ``--vmax``, ``--vlevel``: the contour levels ``arange(vmin, vmax, vlevel)``."""
     group.add_argument("--vmax", type=float, default=10, help="highest contour level, heat-map and 3D limit")
     group.add_argument("--vmin", type=float, default=0.1, help="lowest contour level, heat-map lower limit")
-    group.add_argument("--vlevel", type=float, default=0.5, help="contour spacing")
+    checked(group.add_argument("--vlevel", type=float, default=0.5, help="contour spacing"), check_levels)
+
+
+def check_loss_max(args: argparse.Namespace) -> None:
+    """--loss_max, the top of the loss axis of 1D plots, is finite and > 0.
+
+    Raises:
+        RangeError: naming the value.
+    """
+    if not (math.isfinite(args.loss_max) and args.loss_max > 0):
+        raise RangeError(f"--loss_max (the top of the loss axis) must be a finite number > 0, got {args.loss_max}")
+
+
+MAX_LEVELS = 1000  # contour levels of one figure (the defaults give 20; 1000 take seconds to draw)
+
+
+def check_levels(args: argparse.Namespace) -> None:
+    """--vmin < --vmax, both finite, and --vlevel > 0 spacing them into at most MAX_LEVELS levels.
+
+    Raises:
+        RangeError: with the flags to change.
+    """
+    vmin, vmax, vlevel = args.vmin, args.vmax, args.vlevel
+    if not all(math.isfinite(v) for v in (vmin, vmax, vlevel)):
+        raise RangeError(f"--vmin, --vmax and --vlevel must be finite, got {vmin}, {vmax}, {vlevel}")
+    if not vmin < vmax:
+        raise RangeError(f"--vmin ({vmin}) must be smaller than --vmax ({vmax})")
+    if not vlevel > 0:
+        raise RangeError(f"--vlevel (the contour spacing) must be > 0, got {vlevel}")
+    count = (vmax - vmin) / vlevel
+    if not count <= MAX_LEVELS:
+        raise RangeError(f"--vmin {vmin:g} --vmax {vmax:g} --vlevel {vlevel:g} makes {count:.3g} contour levels, "
+                         f"more than {MAX_LEVELS}; raise --vlevel (--vlevel {(vmax - vmin) / 20:.3g} gives 20)")
 
 
 def add_output_args(parser: argparse.ArgumentParser, *, plot: bool = False) -> None:
@@ -223,9 +373,23 @@ def add_output_args(parser: argparse.ArgumentParser, *, plot: bool = False) -> N
         g.add_argument("--plot", action="store_true", help="plot after computing")
     g.add_argument("--format", default="pdf", choices=FORMATS,
                    help="figure format; names are the reference's with this suffix")
-    g.add_argument("--dpi", type=int, default=DPI, help="resolution of png figures (and of rasters in pdf/svg)")
+    dpi = g.add_argument("--dpi", type=int, default=DPI, help="resolution of png figures (and of rasters in pdf/svg)")
+    checked(dpi, check_dpi)
     g.add_argument("--show", action="store_true",
                    help="also show the figures on screen (needs a display; otherwise a warning)")
+
+
+MAX_DPI = 4800  # a 6.4 x 4.8 inch figure is then 30720 x 23040 pixels, 2.8 GB as RGBA
+
+
+def check_dpi(args: argparse.Namespace) -> None:
+    """1 <= --dpi <= MAX_DPI (a png's pixels grow with its square).
+
+    Raises:
+        RangeError: naming the allowed range.
+    """
+    if not 1 <= args.dpi <= MAX_DPI:
+        raise RangeError(f"--dpi must be between 1 and {MAX_DPI} (the default {DPI} is print quality), got {args.dpi}")
 
 
 def add_eig_arg(parser: argparse.ArgumentParser) -> None:

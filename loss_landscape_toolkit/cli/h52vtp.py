@@ -12,11 +12,12 @@ like needles, color by zvalue.
 from __future__ import annotations
 
 import argparse
+import math
 from typing import Sequence
 
 from .. import h5io, mesh
 from .._naming import mesh_name
-from ..errors import UsageError
+from ..errors import RangeError, UsageError
 from ..stats import get_metric
 from . import args as cli_args
 
@@ -37,9 +38,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def check_flags(args: argparse.Namespace) -> None:
+    """Refuse a --zmax that is not a number and an --interp that is too small or cannot fit in memory.
+
+    Raises:
+        RangeError: before any file is read.
+    """
+    if math.isnan(args.zmax) or args.zmax == math.inf:
+        raise RangeError(f"--zmax must be a finite height to clip at (or <= 0 for no clipping), got {args.zmax}")
+    if args.interp <= 0:
+        return
+    if args.interp < 2:
+        raise RangeError(f"--interp must be at least 2 points per axis (the reference suggests 1000), "
+                         f"got {args.interp}")
+    most = math.isqrt(cli_args.physical_memory() // mesh.BYTES_PER_POINT)
+    cli_args.check_memory(f"--interp {args.interp} is {cli_args.format_count(args.interp ** 2)} mesh points: "
+                          f"resampling and exporting them", mesh.export_bytes(args.interp ** 2),
+                          fix=f"use a smaller --interp (at most {most} here; the reference suggests 1000)")
+
+
 @cli_args.reports_usage_errors(PROG)
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    check_flags(args)
     if not args.surf_file:
         raise UsageError("no surface file: pass it with --surf_file/-f")
     surface = h5io.read_surface_file(args.surf_file)

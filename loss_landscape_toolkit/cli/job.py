@@ -36,11 +36,11 @@ from ..directions import (
     tensors_of,
 )
 from ..errors import FileFormatError, ModelError, SilentExit, UsageError
-from ..evaluation import make_batches
+from ..evaluation import check_model_fits, make_batches
 from ..models import list_models
 from ..models.loading import build_model, load_model, state_fingerprint
 from ..parallel.world import World, detect_world, env_rank
-from ..surface import EvalSet, same_model_on_all_ranks
+from ..surface import EvalSet, check_resumable_surface, same_model_on_all_ranks
 from .args import GridRange, norm_choice, parse_range
 
 # settings that change the numbers in a surface file: a resume must not mix them
@@ -99,6 +99,7 @@ def prepare_job(args: argparse.Namespace, world: World) -> Job:
             evalsets = load_evalsets(args, device=device, download=False)
         num_classes = evalsets["train"].num_classes
         model = load_seeded_model(args, num_classes=num_classes, model_file=args.model_file)
+        check_model_on_data(args, model, evalsets)
         dir_file = direction_file_name(args, two_d=y is not None)
     model_fingerprint = same_model_on_all_ranks(world, model)
     created = False
@@ -156,6 +157,16 @@ def check_model_spec(spec: str, model_files: Sequence[str]) -> None:
         if path and not os.path.isfile(path):
             raise ModelError(f"checkpoint not found: {path}; check the path (relative to "
                              f"{os.getcwd()})")
+
+
+def check_model_on_data(args: argparse.Namespace, model: nn.Module, evalsets: dict[str, EvalSet]) -> None:
+    """Run the model on a few samples of each split before the grid (and before any file is
+    written): a model that does not fit the data is refused with the shapes seen."""
+    for split, evalset in evalsets.items():
+        loader = args.trainloader if split == "train" else args.testloader
+        data = f"--{split}loader {loader}" if loader else f"the {args.dataset} {split} data"
+        check_model_fits(model, evalset.batches[0], num_classes=evalset.num_classes,
+                         loss_name=args.loss_name, name=f"--model {args.model}", data=data)
 
 
 # --------------------------------------------------------------------------- loading
@@ -249,10 +260,13 @@ def create_directions(args: argparse.Namespace, net: nn.Module, dir_file: str, *
         other = load_seeded_model(args, num_classes=num_classes, model_file=model_file)
         return tensors_of(other, args.dir_type)
 
-    x = AxisSpec(norm_choice(args.xnorm), norm_choice(args.xignore), target(args.model_file2))
+    x_target = target(args.model_file2)
+    y_target = target(args.model_file3) if two_d else None
+    check_distinct_targets(args, tensors_of(net, args.dir_type), x_target, y_target)
+    x = AxisSpec(norm_choice(args.xnorm), norm_choice(args.xignore), x_target)
     y = None
     if two_d:
-        y = AxisSpec(norm_choice(args.ynorm), norm_choice(args.yignore), target(args.model_file3))
+        y = AxisSpec(norm_choice(args.ynorm), norm_choice(args.yignore), y_target)
     same_dir = getattr(args, "same_dir", False) and not args.model_file3
     directions = make_directions(tensors_of(net, args.dir_type), x=x, y=y, same_dir=same_dir,
                                  seed=args.seed, idx=args.idx)
@@ -268,6 +282,31 @@ def create_directions(args: argparse.Namespace, net: nn.Module, dir_file: str, *
     if folder and not os.path.isdir(folder):
         raise FileFormatError(f"cannot write the direction file {dir_file}: folder {folder} does not exist")
     save_directions(dir_file, directions, named=named_tensors(net, args.dir_type), attrs=attrs)
+
+
+def check_distinct_targets(args: argparse.Namespace, centre: Sequence[torch.Tensor],
+                           x_target: Sequence[torch.Tensor] | None, y_target: Sequence[torch.Tensor] | None) -> None:
+    """Refuse --model_file2/3 holding the same weights as the centre (the direction to it would
+    be zero: a flat plot), and --model_file3 holding those of --model_file2 (y would repeat x)."""
+    centre_name = (f"--model_file {args.model_file}" if args.model_file
+                   else f"the random initialisation of {args.model} (--seed {args.seed})")
+    checks = [("--model_file2", args.model_file2, x_target, "--model_file", args.model_file, centre_name, centre),
+              ("--model_file3", args.model_file3, y_target, "--model_file", args.model_file, centre_name, centre),
+              ("--model_file3", args.model_file3, y_target, "--model_file2", args.model_file2,
+               f"--model_file2 {args.model_file2}", x_target)]
+    for flag, path, tensors, other_flag, other_path, other_name, other in checks:
+        if tensors is None or other is None or not _same_tensors(tensors, other):
+            continue
+        same_file = bool(other_path) and os.path.samefile(path, other_path)
+        what = f"is the same file as {other_flag}" if same_file else f"holds the same {args.dir_type} as {other_name}"
+        why = ("the direction to it would be zero and the plot flat" if other is centre
+               else "the y direction would repeat the x direction")
+        raise ModelError(f"{flag} {path} {what}: {why}; pass the checkpoint of another epoch or run")
+
+
+def _same_tensors(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor]) -> bool:
+    """Whether two lists of tensors are equal, entry by entry."""
+    return len(a) == len(b) and all(torch.equal(s.detach().cpu(), t.detach().cpu()) for s, t in zip(a, b))
 
 
 def check_reused_directions(args: argparse.Namespace, dfile: h5io.DirectionFile,
@@ -318,31 +357,14 @@ def create_surface_like(args: argparse.Namespace, world: World, job: Job, path: 
 
 def check_resumable(args: argparse.Namespace, job: Job, surface: h5io.SurfaceFile) -> None:
     """Refuse to resume a surface (or shard) file made with another grid, directions, model or data."""
-    path = surface.path
-
-    def refuse(what: str) -> FileFormatError:
-        return FileFormatError(f"{path} was made with {what}; it cannot be resumed by this "
-                               f"command. Pass another --surf_file, or move that file away")
-
     xcoordinates, ycoordinates = job.coordinates()
-    if (ycoordinates is None) != (surface.ycoordinates is None):
-        raise refuse("a 1D grid" if surface.ycoordinates is None else "a 2D grid")
-    for axis, mine, theirs in (("x", xcoordinates, surface.xcoordinates),
-                               ("y", ycoordinates, surface.ycoordinates)):
-        if mine is not None and (len(mine) != len(theirs) or not np.allclose(mine, theirs, rtol=0, atol=1e-9)):
-            raise refuse(f"other {axis} coordinates ({theirs[0]:g}..{theirs[-1]:g}, {len(theirs)} points)")
-    if "dir_fingerprint" in surface.attrs:
-        if surface.attrs["dir_fingerprint"] != job.directions.fingerprint:
-            raise refuse(f"other directions (direction file {surface.dir_file})")
-    elif surface.dir_file and os.path.basename(surface.dir_file) != os.path.basename(job.dir_file):
-        raise refuse(f"the direction file {surface.dir_file}")
-    theirs_model = surface.attrs.get("model_fingerprint")
-    if theirs_model and theirs_model != job.model_fingerprint:
-        raise refuse("another centre model (its weights differ from --model_file's)")
-    theirs_settings = surface.attrs.get("settings", {})
-    for key in RESUME_KEYS:
-        if key in theirs_settings and hasattr(args, key) and theirs_settings[key] != getattr(args, key):
-            raise refuse(f"--{key} {theirs_settings[key]!r} (now {getattr(args, key)!r})")
+    settings = {f"--{key}": getattr(args, key) for key in RESUME_KEYS if hasattr(args, key)}
+    theirs = {f"--{key}": value for key, value in surface.attrs.get("settings", {}).items()}
+    check_resumable_surface(surface, xcoordinates=xcoordinates, ycoordinates=ycoordinates,
+                            dir_fingerprint=job.directions.fingerprint, dir_file=job.dir_file,
+                            model_fingerprint=job.model_fingerprint, settings=settings,
+                            recorded_settings=theirs,
+                            fix="Pass another --surf_file, or move that file away")
 
 
 # --------------------------------------------------------------------------- reporting

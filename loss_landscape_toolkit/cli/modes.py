@@ -1,9 +1,10 @@
 """The run modes of a grid job, and what a finished run reports.
 
 normal              fill the missing points of the surface file, on every rank of this job
---rank I --of N     fill shard I of N of the remaining points into a file of its own (job
-                    arrays or single runs without MPI; each shard resumes on its own)
---merge --of N      combine the shard files into the surface file
+--rank I --of N     fill shard I of N (every N-th point of the grid, less those the surface
+                    file has) into a file of its own (job arrays or single runs without MPI;
+                    each shard resumes on its own)
+--merge --of N      combine the shard files into the surface file; exit 3 while points are missing
 --estimate          time a few points, print the expected wall time, and exit
 """
 from __future__ import annotations
@@ -19,10 +20,10 @@ import numpy as np
 from .. import h5io, stats
 from .._files import writer_lock
 from .._naming import shard_file_name
-from ..errors import FileFormatError
+from ..errors import FileFormatError, Incomplete
 from ..h5io import MetricGroup
 from ..parallel.grid import GridStats, PointsFn, run_grid
-from ..parallel.scheduler import WorkItem, remaining_points, shard
+from ..parallel.scheduler import WorkItem, remaining_points, shard_points
 from ..parallel.world import World, abort_on_error
 from .job import Job, check_resumable, create_surface_like
 
@@ -66,13 +67,16 @@ def is_whole_surface(args: argparse.Namespace) -> bool:
 # --------------------------------------------------------------------------- shards
 def setup_shard(args: argparse.Namespace, world: World, job: Job,
                 groups: Sequence[MetricGroup]) -> tuple[str, np.ndarray]:
-    """The shard file of this job (created with its share of the points remaining in the
-    surface file, or resumed with the share it recorded) and that share's flat indices."""
+    """The shard file of this job and the flat indices it is to compute now.
+
+    A shard's share of the grid is fixed by the grid size, its rank and the number of shards
+    alone (every ``of``-th point), so it does not depend on when the shard starts: a shard that
+    starts after a partial merge still owns all its points. Points of the share that the
+    surface file already holds are skipped.
+    """
     path = shard_file_name(job.surf_file, job.shard, args.of)
     if not os.path.exists(path):
-        main = h5io.read_surface_file(job.surf_file)
-        todo = remaining_points(main.done_masks(groups))
-        points = np.array([k for k, _ in shard(todo, job.shard, args.of)], dtype=np.int64)
+        points = shard_points(job.npoints, job.shard, args.of)
         with contextlib.suppress(h5io.AlreadyExists):
             create_surface_like(args, world, job, path, shard_points=points,
                                 extra={"shard_rank": job.shard, "shard_count": args.of})
@@ -80,14 +84,27 @@ def setup_shard(args: argparse.Namespace, world: World, job: Job,
     check_resumable(args, job, surface)
     if surface.shard_points is None:
         raise FileFormatError(f"{path} is not a shard file (it has no '{h5io.SHARD_KEY}')")
-    print(f"shard {job.shard} of {args.of}: {path} ({len(surface.shard_points)} points)", flush=True)
-    return path, surface.shard_points
+    in_main = _done_everywhere(h5io.read_surface_file(job.surf_file), groups)
+    points = surface.shard_points[~in_main[surface.shard_points]]
+    print(f"shard {job.shard} of {args.of}: {path} ({len(surface.shard_points)} points, "
+          f"{len(surface.shard_points) - len(points)} of them already in {job.surf_file})", flush=True)
+    return path, points
+
+
+def _done_everywhere(surface: h5io.SurfaceFile, groups: Sequence[MetricGroup]) -> np.ndarray:
+    """Flat mask of the points every group in ``groups`` has computed."""
+    return np.logical_and.reduce([surface.done_mask(g).reshape(-1) for g in groups])
 
 
 def merge_shards(args: argparse.Namespace, job: Job, groups: Sequence[MetricGroup]) -> None:
-    """Copy every computed point of the shard files into the surface file (one atomic write)."""
+    """Copy every computed point of the shard files into the surface file (one atomic write).
+
+    Raises:
+        Incomplete: the surface file still lacks points after the merge (shard files missing
+            or unfinished); it names the shards to run.
+    """
     results: dict[str, tuple[list, list]] = {}
-    missing, unfinished, merged = [], [], 0
+    missing, merged = [], 0
     for rank in range(args.of):
         path = shard_file_name(job.surf_file, rank, args.of)
         if not os.path.exists(path):
@@ -102,17 +119,18 @@ def merge_shards(args: argparse.Namespace, job: Job, groups: Sequence[MetricGrou
                 idx, vals = results.setdefault(key, ([], []))
                 idx.append(index)
                 vals.append(surface.arrays[key].reshape(-1)[index])
-        points = surface.shard_points if surface.shard_points is not None else []
-        if not all(surface.done_mask(g).reshape(-1)[points].all() for g in groups):
-            unfinished.append(rank)
     with writer_lock(job.surf_file):
         h5io.update_surface_file(job.surf_file, groups=groups, results={
             k: (np.concatenate(i), np.concatenate(v)) for k, (i, v) in results.items()})
     print(f"merged {merged} point value(s) from {args.of - len(missing)} of {args.of} shard files "
           f"into {job.surf_file}", flush=True)
-    if missing or unfinished:
-        print(f"not complete: missing shard files {missing}, unfinished shards {unfinished}; run "
-              f"them (same command with --rank I) and merge again", flush=True)
+    undone = np.flatnonzero(~_done_everywhere(h5io.read_surface_file(job.surf_file), groups))
+    if len(undone):
+        ranks = sorted({int(k) % args.of for k in undone})
+        raise Incomplete(
+            f"not complete: {len(undone)} of {job.npoints} points are still missing, from shard(s) "
+            f"{ranks} (shard files missing: {missing or 'none'}); run those shards (the same "
+            f"command with --rank I, without --merge) and merge again")
 
 
 # --------------------------------------------------------------------------- estimate

@@ -11,11 +11,12 @@ the comparable numbers of each loss array (see stats.py).
 from __future__ import annotations
 
 import argparse
+import math
 from typing import Sequence
 
 from .. import h5io, plotting, stats
 from .._naming import repeat_files
-from ..errors import UsageError
+from ..errors import RangeError, UsageError
 from . import args as cli_args
 
 PROG = "plot_1D.py"
@@ -43,9 +44,42 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def check_flags(args: argparse.Namespace) -> None:
+    """Refuse axis limits that are not finite or are in the wrong order, before any file is read.
+
+    Raises:
+        RangeError: naming the flag and the value to change.
+    """
+    for flag in ("xmin", "xmax"):
+        if not math.isfinite(getattr(args, flag)):
+            raise RangeError(f"--{flag} must be a finite number, got {getattr(args, flag)}")
+    cli_args.check_loss_max(args)
+    if args.xmin != -1 and args.xmax != 1 and not args.xmin < args.xmax:
+        raise RangeError(f"--xmin {args.xmin:g} must be smaller than --xmax {args.xmax:g} (-1 and 1 mean "
+                         f"the grid's own limits)")
+
+
+def check_xlim(xmin: float | None, xmax: float | None, surfaces: Sequence[h5io.SurfaceFile]) -> None:
+    """Refuse a given --xmin/--xmax that leaves an empty x-axis with the grid's other limit.
+
+    Raises:
+        RangeError: e.g. --xmin 2 on a grid that ends at x = 1.
+    """
+    if (xmin is None and xmax is None) or not surfaces:
+        return  # the grid's own limits
+    grid_lo = min(float(s.xcoordinates.min()) for s in surfaces)
+    grid_hi = max(float(s.xcoordinates.max()) for s in surfaces)
+    lo, hi = (grid_lo if xmin is None else xmin), (grid_hi if xmax is None else xmax)
+    if not lo < hi:
+        given = " ".join(f"--{n} {v:g}" for n, v in (("xmin", xmin), ("xmax", xmax)) if v is not None)
+        raise RangeError(f"{given} leaves an empty x-axis from {lo:g} to {hi:g} (the grid spans {grid_lo:g} "
+                         f"to {grid_hi:g}); pick limits with xmin < xmax")
+
+
 @cli_args.reports_usage_errors(PROG)
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    check_flags(args)
     # the reference's sentinels: -1 and 1 mean "the grid's own limits"
     xmin = None if args.xmin == -1 else args.xmin
     xmax = None if args.xmax == 1 else args.xmax
@@ -61,6 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"note: --prefix: no surface file for idx {', '.join(map(str, missing))}; "
                       f"overlaying {len(files)} file(s)", flush=True)
         surfaces = [h5io.read_surface_file(path) for path in files]
+        check_xlim(xmin, xmax, surfaces)
         print(plotting.plot_1d_loss_err_repeat(surfaces, out_base=args.prefix or files[0], **output))
         return 0
     if not args.surf_file:
@@ -70,6 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for path in plotting.plot_hessian_figures(surface, fmt=args.format, dpi=args.dpi, show=args.show):
             print(path)
         return 0
+    check_xlim(xmin, xmax, [surface])
     for path in plotting.plot_1d_loss_err(surface, **output):
         print(path)
     print(stats.summarize(surface, save=args.save_stats))

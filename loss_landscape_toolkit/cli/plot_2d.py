@@ -13,13 +13,14 @@ with a projection file only: the trajectory (``{proj_file}.pdf``).
 from __future__ import annotations
 
 import argparse
+import math
 import os
 from typing import Sequence
 
 import numpy as np
 
 from .. import h5io, plotting, stats
-from ..errors import UsageError
+from ..errors import RangeError, UsageError
 from . import args as cli_args
 
 PROG = "plot_2D.py"
@@ -52,9 +53,24 @@ def _pc_variance(dir_file: str) -> np.ndarray | None:
     return plotting.pc_variance(h5io.read_direction_extras(dir_file)) if dir_file else None
 
 
+def check_flags(args: argparse.Namespace) -> None:
+    """Refuse a --level that is not finite and --log with --vmax <= 0, before any file is read
+    (--vmin/--vmax/--vlevel and --dpi are checked by the parser).
+
+    Raises:
+        RangeError: naming the flag to change.
+    """
+    if args.level is not None and not math.isfinite(args.level):
+        raise RangeError(f"--level must be a finite number (or left out: centre + 0.1), got {args.level}")
+    if args.log and not args.vmax > 0:
+        raise RangeError(f"--log draws log10 of the 3D surface clipped at --vmax, so --vmax must be > 0, "
+                         f"got {args.vmax:g}")
+
+
 @cli_args.reports_usage_errors(PROG)
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    check_flags(args)
     output = dict(fmt=args.format, dpi=args.dpi, show=args.show)
     levels = dict(surf_name=args.surf_name, vmin=args.vmin, vmax=args.vmax, vlevel=args.vlevel)
     if args.proj_file:

@@ -14,18 +14,23 @@ import os
 from dataclasses import asdict
 from typing import Sequence
 
+from torch import nn
+
 from .. import h5io, plotting
 from .._files import writer_lock
+from .._imports import is_spec
 from .._options import EIGEN_METHODS, PARAM_SETS
-from ..errors import FileFormatError, UsageError
+from ..errors import FileFormatError, ModelError, UsageError
 from ..h5io import EIG
-from ..hessian import maps
+from ..hessian import hessian_parameters, maps
 from ..hessian.maps import EigenSettings
 from . import args as cli_args
-from .job import Job, parse_args_and_world, prepare_job
+from .job import Job, load_seeded_model, parse_args_and_world, prepare_job
 from .modes import is_whole_surface, report, run_job
 
 PROG = "plot_hessian_eigen.py"
+BUILTIN_NUM_CLASSES = {"cifar10": 10, "digits": 10}  # the label counts of the built-in datasets
+ARPACK_LEAST_SIZE = {"eigsh": 3, "reference": 2}  # ARPACK finds k eigenvalues of n > k (k = 2, 1)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,17 +63,48 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def eigen_settings(args: argparse.Namespace) -> EigenSettings:
-    """The settings that determine the eigenvalues, checked."""
+    """The settings that determine the eigenvalues, checked with every other Hessian option
+    that can be checked without the model."""
     minimums = {"maxiter": 1, "density_steps": 1, "top_k": 0, "trace_probes": 0, "density_probes": 0}
     for flag, least in minimums.items():
         if getattr(args, flag) < least:
-            raise UsageError(f"--{flag} must be >= {least}")
-    if not args.tol > 0:
-        raise UsageError(f"--tol must be > 0, got {args.tol}")
+            raise UsageError(f"--{flag} must be >= {least}, got {getattr(args, flag)}"
+                             + (" (0: no top-k eigenvalues)" if flag == "top_k" else ""))
+    if not 0 < args.tol < 1:
+        raise UsageError(f"--tol must be > 0 and < 1 (a relative tolerance, e.g. 1e-3), got {args.tol}")
     if args.trace_probes == 1:
         raise UsageError("--trace_probes needs at least 2 probes (for a standard error)")
     return EigenSettings(params=args.hessian_params, float64=args.float64, tol=args.tol,
                          maxiter=args.maxiter, method=args.eig_method)
+
+
+def model_before_data(args: argparse.Namespace) -> nn.Module | None:
+    """The model as the run will build it (without its checkpoint, which changes no shape), when
+    that needs no data: a custom factory, which picks its own head, or a zoo model on a
+    built-in dataset. None otherwise (the head's size comes from the data's labels)."""
+    if is_spec(args.model):
+        num_classes = 10  # custom factories are called without it
+    elif not args.trainloader and args.dataset in BUILTIN_NUM_CLASSES:
+        num_classes = BUILTIN_NUM_CLASSES[args.dataset]
+    else:
+        return None
+    return load_seeded_model(args, num_classes=num_classes, model_file="")
+
+
+def check_hessian_size(model: nn.Module, args: argparse.Namespace) -> None:
+    """Check the options that depend on the model's parameters: --hessian_params must select
+    trainable weights, --top_k at most as many as they have, and ARPACK needs a few of them."""
+    try:
+        size = sum(p.numel() for _, p in hessian_parameters(model, args.hessian_params))
+    except ValueError as exc:
+        raise ModelError(f"--hessian_params {args.hessian_params}: {exc}") from None
+    least = ARPACK_LEAST_SIZE.get(args.eig_method, 1)
+    if size < least:
+        raise UsageError(f"--eig_method {args.eig_method} needs a Hessian of at least {least} parameters "
+                         f"and this one has {size}; use --eig_method lanczos")
+    if args.top_k > size:
+        raise UsageError(f"--top_k {args.top_k} is more than the {size} parameters of the Hessian "
+                         f"(--hessian_params {args.hessian_params}); use --top_k {size} or fewer")
 
 
 def check_settings(job: Job, settings: EigenSettings) -> None:
@@ -90,9 +126,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, world = parse_args_and_world(build_parser(), argv)
     with world.agreed("checking the eigenvalue settings"):
         settings = eigen_settings(args)
+        early = model_before_data(args) if world.is_root else None
+        if early is not None:  # before any file is written
+            check_hessian_size(early, args)
     job = prepare_job(args, world)
     with world.agreed("recording the eigenvalue settings"):
         if world.is_root:
+            check_hessian_size(job.model, args)  # the same check, for models built from the data
             check_settings(job, settings)
     xcoords, ycoords = job.coordinates()
 
@@ -108,6 +148,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     grid_stats, filled = result if result is not None else (None, job.surf_file)
     surface = (report(job, grid_stats, world, filled, [EIG]) if grid_stats is not None
                else h5io.read_surface_file(job.surf_file))
+    nonfinite = maps.nonfinite_points(surface)
+    if nonfinite:
+        print(f"max_eig/min_eig: {nonfinite} point(s) non-finite (NaN/inf loss or Hessian-vector "
+              f"products there): stored as NaN, masked in the figures", flush=True)
     if args.top_k or args.trace_probes or args.density_probes:
         centre = maps.centre_extras(
             job.model, job.evalsets["train"], loss_name=args.loss_name, settings=settings,

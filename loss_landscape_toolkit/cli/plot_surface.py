@@ -29,7 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     cli_args.add_direction_args(parser)
     g = parser.add_argument_group("plotting")
     g.add_argument("--proj_file", default="", help="projection file of a trajectory, drawn on the contours")
-    g.add_argument("--loss_max", type=float, default=5, help="upper limit of 1D loss plots")
+    cli_args.checked(g.add_argument("--loss_max", type=float, default=5, help="upper limit of 1D loss plots"),
+                     cli_args.check_loss_max)
     cli_args.add_level_args(g)
     g.add_argument("--log", action="store_true", help="log-scale loss in 1D plots")
     cli_args.add_output_args(parser, plot=True)

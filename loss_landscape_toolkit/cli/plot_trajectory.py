@@ -63,6 +63,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                          "model_{epoch}.t7 of a training run")
     ignore = cli_args.norm_choice(args.ignore)
     epochs = projection.checkpoint_epochs(args.start_epoch, args.max_epoch, args.save_epoch)
+    if args.dir_file:
+        projection.check_two_directions(args.dir_file)  # before any checkpoint is read
     files = projection.find_checkpoints(args.model_folder, epochs, prefix=args.prefix, suffix=args.suffix)
     trajectory = projection.Trajectory(build_model(args.model, num_classes=args.num_classes), files, epochs)
     attrs = provenance(args, World(), {

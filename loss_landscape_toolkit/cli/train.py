@@ -5,18 +5,21 @@
 
 Checkpoints (model_{e}.t7, opt_state_{e}.t7) and log.out go to --save/<run name> relative to
 the current folder, e.g. trained_nets/resnet56_sgd_lr=0.1_bs=128_wd=0.0005_mom=0.9_save_epoch=10.
-Continue a run with --resume_model .../model_{e}.t7 --resume_opt .../opt_state_{e}.t7.
+Continue a run with --resume_model .../model_{e}.t7 --resume_opt .../opt_state_{e}.t7 (the two
+files of one epoch). A file the OS refuses to write (no permission, full disk, name too long)
+stops the run with one line naming it; the files written before stay as they were.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import time
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 
-from .. import training
+from .. import _files, training
 from .._devices import choose_device
 from .._imports import is_spec
 from .._naming import save_folder_name
@@ -89,8 +92,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     if start_epoch > args.epochs:
         raise UsageError(f"--resume_model {args.resume_model} is at epoch {start_epoch - 1}, already "
                          f"at --epochs {args.epochs}; raise --epochs to train further")
-    os.makedirs(folder, exist_ok=True)
-    training.check_free(folder, training.planned_checkpoints(start_epoch, args.epochs, args.save_epoch))
+    model = place_model(args, model, device)
+    optimizer = training.make_optimizer(model.parameters(), name=args.optimizer, lr=args.lr,
+                                        momentum=args.momentum, weight_decay=args.weight_decay)
+    if args.resume_opt:
+        training.resume_optimizer(optimizer, args.resume_opt, epoch=start_epoch - 1)
+    with _files.reporting_write_errors(folder, hint="--save must name a folder you can write to"):
+        os.makedirs(folder, exist_ok=True)
+    note = training.check_free(folder, training.planned_checkpoints(start_epoch, args.epochs, args.save_epoch))
+    if args.label_corrupt_prob > 0:
+        training.save_eval_loaders(folder, data=data, test=test, batch_size=args.batch_size)
+    announce(args, model, data, test, device, folder, start_epoch)
+    if note:
+        print(note, flush=True)
+    recipe = training.Recipe(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                             lr_decay=args.lr_decay, save_epoch=args.save_epoch,
+                             loss_name=args.loss_name, augment=augment(args), seed=args.rand_seed,
+                             channels_last=args.channels_last)
+    history = run_logged(folder, lambda log: training.train(
+        model, optimizer, data=data, test=test, recipe=recipe, folder=folder, start_epoch=start_epoch,
+        device=device, log=log))
+    last = history[-1]
+    print(f"done: epoch {last.epoch}, test accuracy {100 - last.test_err:.2f}%; checkpoints and "
+          f"log.out in {folder}", flush=True)
+    return 0
+
+
+def place_model(args: argparse.Namespace, model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """The model on ``device``, in the requested memory format, wrapped for several GPUs."""
     model = model.to(device)
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -98,32 +127,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.backends.cudnn.benchmark = True
     if args.ngpu > 1:
         model = torch.nn.DataParallel(model)
-    optimizer = training.make_optimizer(model.parameters(), name=args.optimizer, lr=args.lr,
-                                        momentum=args.momentum, weight_decay=args.weight_decay)
-    if args.resume_opt:
-        training.resume_optimizer(optimizer, args.resume_opt)
-    if args.label_corrupt_prob > 0:
-        training.save_eval_loaders(folder, data=data, test=test, batch_size=args.batch_size)
-    announce(args, model, data, test, device, folder, start_epoch)
-    recipe = training.Recipe(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                             lr_decay=args.lr_decay, save_epoch=args.save_epoch,
-                             loss_name=args.loss_name, augment=augment(args), seed=args.rand_seed,
-                             channels_last=args.channels_last)
-    with open(os.path.join(folder, "log.out"), "a", buffering=1) as log_file:
+    return model
+
+
+def run_logged(folder: str, run: Callable[[training.Log], list[training.EpochStats]]) -> list[training.EpochStats]:
+    """Call ``run(log)`` with a ``log`` that appends each line to ``folder``/log.out and shows
+    it with the epoch's time; return what ``run`` returns.
+
+    Raises:
+        FileFormatError: log.out cannot be opened or written (one line naming it and why).
+    """
+    path = os.path.join(folder, "log.out")
+    with contextlib.ExitStack() as stack:
+        with _files.reporting_write_errors(path):
+            log_file = stack.enter_context(open(path, "a", buffering=1))
         clock = [time.perf_counter()]
 
         def log(line: str) -> None:
-            log_file.write(line)  # the reference's line; the screen also shows the epoch's time
+            with _files.reporting_write_errors(path):
+                log_file.write(line)  # the reference's line; the screen also shows the epoch's time
             now = time.perf_counter()
             print(f"{line.rstrip()}  ({now - clock[0]:.1f} s)", flush=True)
             clock[0] = now
 
-        history = training.train(model, optimizer, data=data, test=test, recipe=recipe, folder=folder,
-                                 start_epoch=start_epoch, device=device, log=log)
-    last = history[-1]
-    print(f"done: epoch {last.epoch}, test accuracy {100 - last.test_err:.2f}%; checkpoints and "
-          f"log.out in {folder}", flush=True)
-    return 0
+        return run(log)
 
 
 def check_args(args: argparse.Namespace) -> None:

@@ -13,6 +13,7 @@ import contextlib
 import importlib
 import os
 import pickle
+import re
 import shutil
 import sys
 import tarfile
@@ -23,6 +24,7 @@ from typing import Any, Iterable
 import numpy as np
 import torch
 
+from .. import _files
 from .._options import DATAPATH_ENV, DEFAULT_DATAPATH
 from ..errors import DataError, one_line
 from ._common import EvalData, normalize_
@@ -38,6 +40,7 @@ _CIFAR_ARCHIVE = "cifar-10-python.tar.gz"
 _CIFAR_TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
 _CIFAR_TEST_FILES = ("test_batch",)
 _CIFAR_IMAGE_BYTES = 3 * 32 * 32
+_EXTRACT_FOLDER = re.compile(r"^\.cifar10-extract-(\d+)-")  # a private extraction folder, by pid
 _CIFAR_NUM_CLASSES = 10
 
 _CONVERT_CHUNK = 2048  # images per step when converting uint8 to normalized float32
@@ -190,7 +193,8 @@ def _extract_archive(archive: Path, root: Path) -> None:
     concurrent processes (MPI ranks) never see half-written batch files.
     """
     try:
-        tmp = Path(tempfile.mkdtemp(prefix=".cifar10-extract-", dir=root))
+        _files.remove_stale(str(root), _EXTRACT_FOLDER)  # left by an extraction that was killed
+        tmp = Path(tempfile.mkdtemp(prefix=f".cifar10-extract-{os.getpid()}-", dir=root))
     except OSError as exc:
         raise DataError(
             f"cannot extract {archive} into {root.absolute()} ({one_line(exc, 200)}); make that folder "

@@ -17,7 +17,8 @@ Pieces, from the bottom up, and where they live (this module re-exports them all
   the model's device, reading the model's current weights at every call (move the model with
   ``directions.PlaneSetter`` and keep using the same operator); :meth:`HessianOperator.to_scipy`,
   the one adapter to scipy (:class:`HessianLinearOperator`); :func:`hessian_parameters`,
-  :func:`cast_model_and_batches` and :class:`HVPCounter`.
+  :func:`cast_model_and_batches` and :class:`HVPCounter`; :class:`NonFiniteHessian`, raised
+  where the loss or a product is NaN or inf.
 - ``eigen.py``: :func:`extreme_eigenvalues`, lambda_max and lambda_min, the largest and smallest
   ALGEBRAIC eigenvalues, by our Lanczos on the device (default), ARPACK's both-ends mode, or the
   reference's method (:func:`reference_extreme_eigenvalues`); :func:`top_eigenvalues`. Its
@@ -50,6 +51,7 @@ from .operator import (
     HessianLinearOperator,
     HessianOperator,
     HVPCounter,
+    NonFiniteHessian,
     Poll,
     cast_model_and_batches,
     hessian_parameters,
@@ -67,6 +69,7 @@ __all__ = [
     "HVPCounter",
     "HessianLinearOperator",
     "HessianOperator",
+    "NonFiniteHessian",
     "Poll",
     "SpectralDensity",
     "TopEigen",

@@ -20,7 +20,7 @@ from scipy.linalg import eigh_tridiagonal
 from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
 
 from .._options import EIGEN_METHODS
-from .operator import HessianOperator
+from .operator import HessianOperator, NonFiniteHessian
 
 REFERENCE_SHIFT = 0.51  # the reference shifts by 0.51 * lambda_max to reach the other end
 LOOKAHEAD_MIN = 3  # Lanczos confirms convergence after this many more HVPs ...
@@ -81,6 +81,9 @@ def _lanczos(op: HessianOperator, start: torch.Tensor, *, maxiter: int,
 
     Returns:
         The Krylov state and whether ``done`` (or exhaustion) ended it.
+
+    Raises:
+        NonFiniteHessian: a product, or a coefficient of T, is NaN or inf.
     """
     eps = torch.finfo(op.dtype).eps
     basis = _Basis(op.size, capacity=min(maxiter, op.size, 16) + 1, dtype=op.dtype, device=op.device)
@@ -95,6 +98,9 @@ def _lanczos(op: HessianOperator, start: torch.Tensor, *, maxiter: int,
         for _ in range(2):
             w -= rows.T @ (rows @ w)
         beta = float(w.norm())
+        if not (math.isfinite(alpha) and math.isfinite(beta)):  # overflow of finite products
+            raise NonFiniteHessian("Lanczos overflowed: the Hessian's entries are too large for "
+                                   f"{op.dtype} at these weights")
         krylov.alphas.append(alpha)
         krylov.betas.append(beta)
         scale = max(abs(a) for a in krylov.alphas) + max(krylov.betas)
@@ -202,6 +208,7 @@ def extreme_eigenvalues(op: HessianOperator, *, tol: float = 1e-3, maxiter: int 
 
     Raises:
         ValueError: unknown method, tol <= 0, maxiter < 1, or a zero warm-start vector.
+        NonFiniteHessian: a product is NaN or inf (the loss is not finite around these weights).
     """
     _check_tol(tol, maxiter)
     if method == "lanczos":

@@ -8,6 +8,7 @@ eigenvalues are ours times the number of batches; |lambda_min / lambda_max| is t
 from __future__ import annotations
 
 import contextlib
+import math
 from dataclasses import asdict, dataclass
 from typing import Any, Iterator, Sequence
 
@@ -22,7 +23,7 @@ from ..parallel.grid import PointsFn, Poll, per_point
 from ..parallel.scheduler import point_coordinates
 from ..surface import EvalSet
 from .eigen import extreme_eigenvalues, top_eigenvalues
-from .operator import HessianOperator, cast_model_and_batches
+from .operator import HessianOperator, NonFiniteHessian, cast_model_and_batches
 from .spectrum import hutchinson_trace, spectral_density
 
 
@@ -65,8 +66,10 @@ def hessian_task(*, model: nn.Module, directions: Sequence[Sequence[Any]], dir_t
                  loss_name: str, settings: EigenSettings, warm_start: bool = True) -> Iterator[PointsFn]:
     """The per-point work of a curvature map: ``max_eig``, ``min_eig`` and the HVPs used.
 
-    Each point starts Lanczos from the eigenvectors of this rank's previous point
+    Each point starts Lanczos from the eigenvectors of this rank's previous finite point
     (``warm_start``), which is usually a neighbour; the model is put back at the centre after.
+    Where the loss or a product is NaN or inf, both eigenvalues are NaN: stored like any
+    result, so the point counts as done and a rerun does not compute it again.
     """
     model.eval()
     op = operator(model, evalset, loss_name=loss_name, settings=settings)
@@ -76,9 +79,14 @@ def hessian_task(*, model: nn.Module, directions: Sequence[Sequence[Any]], dir_t
     def evaluate_point(index: int, needs: tuple[str, ...], poll: Poll) -> dict[str, float]:
         setter.set(point_coordinates(index, xcoordinates, ycoordinates))
         op.poll = poll
-        result = extreme_eigenvalues(op, tol=settings.tol, maxiter=settings.maxiter,
-                                             start=previous[0] if warm_start else None,
-                                             method=settings.method)
+        before = op.counter.count
+        try:
+            op.check_finite_loss()
+            result = extreme_eigenvalues(op, tol=settings.tol, maxiter=settings.maxiter,
+                                         start=previous[0] if warm_start else None,
+                                         method=settings.method)
+        except NonFiniteHessian:
+            return {"max_eig": math.nan, "min_eig": math.nan, "eig_hvps": float(op.counter.count - before)}
         previous[0] = result.vectors
         return {"max_eig": result.lambda_max, "min_eig": result.lambda_min,
                 "eig_hvps": float(result.hvps)}
@@ -89,19 +97,53 @@ def hessian_task(*, model: nn.Module, directions: Sequence[Sequence[Any]], dir_t
         setter.restore()
 
 
+def nonfinite_points(surface: h5io.SurfaceFile) -> int:
+    """How many computed points of a curvature map hold NaN or inf eigenvalues."""
+    if "max_eig" not in surface.arrays or "min_eig" not in surface.arrays:
+        return 0
+    finite = np.isfinite(surface.arrays["max_eig"]) & np.isfinite(surface.arrays["min_eig"])
+    return int((surface.done_mask(h5io.EIG) & ~finite).sum())
+
+
 def centre_extras(model: nn.Module, evalset: EvalSet, *, loss_name: str, settings: EigenSettings,
                   top_k: int = 0, trace_probes: int = 0, density_probes: int = 0,
                   density_steps: int = 80, seed: int = 0) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Top-k eigenvalues, Hutchinson trace and SLQ spectral density at the model's weights.
+
+    Where the loss or a product is NaN or inf there, the top-k eigenvalues, trace samples and
+    trace are NaN, no density is stored, and ``attrs["finite"]`` is False with the reason in
+    ``attrs["nonfinite"]``.
 
     Returns:
         ``(arrays, attrs)`` for :func:`h5io.write_surface_group`.
     """
     model.eval()
     op = operator(model, evalset, loss_name=loss_name, settings=settings)
-    arrays: dict[str, np.ndarray] = {}
     attrs: dict[str, Any] = {"settings": asdict(settings), "parameters": op.size,
                              "normalization": "Hessian of the mean loss over the evaluation data"}
+    try:
+        op.check_finite_loss()
+        arrays, found = _centre_estimates(op, settings=settings, top_k=top_k, trace_probes=trace_probes,
+                                          density_probes=density_probes, density_steps=density_steps,
+                                          seed=seed)
+    except NonFiniteHessian as exc:
+        arrays, found = {}, {"finite": False, "nonfinite": str(exc)}
+        if top_k:
+            arrays["top_eigenvalues"] = np.full(top_k, np.nan)
+            found.update(top_k_hvps=0, top_k_converged=False)
+        if trace_probes:
+            arrays["trace_samples"] = np.full(trace_probes, np.nan)
+            found.update(trace=math.nan, trace_stderr=math.nan, trace_hvps=0)
+    attrs.update(found)
+    return arrays, attrs
+
+
+def _centre_estimates(op: HessianOperator, *, settings: EigenSettings, top_k: int, trace_probes: int,
+                      density_probes: int, density_steps: int,
+                      seed: int) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The arrays and attributes of :func:`centre_extras` where the Hessian is finite."""
+    arrays: dict[str, np.ndarray] = {}
+    attrs: dict[str, Any] = {"finite": True}
     if top_k:
         top = top_eigenvalues(op, k=top_k, tol=settings.tol, seed=seed)
         arrays["top_eigenvalues"] = top.values
@@ -129,7 +171,11 @@ def write_centre_extras(surf_file: str, arrays: dict[str, np.ndarray], attrs: di
 
 
 def format_centre_extras(arrays: dict[str, np.ndarray], attrs: dict[str, Any]) -> str:
+    """The centre results as the lines plot_hessian_eigen.py prints."""
     lines = [f"Hessian at the centre ({attrs.get('parameters', '?')} parameters, {attrs.get('normalization')}):"]
+    if attrs.get("finite") is False:
+        return "\n".join(lines + [f"  not finite ({attrs.get('nonfinite', 'NaN or inf')}): the top-k "
+                                   f"eigenvalues and the trace are stored as NaN, no spectral density"])
     if "top_eigenvalues" in arrays:
         values = ", ".join(f"{v:.5g}" for v in arrays["top_eigenvalues"])
         lines.append(f"  top {len(arrays['top_eigenvalues'])} eigenvalues: {values} ({attrs['top_k_hvps']} HVPs)")

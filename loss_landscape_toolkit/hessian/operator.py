@@ -4,6 +4,7 @@ The matrix is the Hessian of the MEAN loss over all evaluation samples with resp
 parameters (the package docstring says more). Here:
 
 - :class:`HVPCounter`: counts HVPs, the unit of cost of everything in this package.
+- :class:`NonFiniteHessian`: raised where the loss or a product is NaN or inf.
 - :func:`hessian_parameters`: the parameters the Hessian is taken over (``PARAM_SETS``).
 - :func:`cast_model_and_batches`: the model and the inputs in one dtype (for float64 Hessians).
 - :class:`HessianOperator`: the products on torch vectors, computed in one of ``HVP_MODES``.
@@ -11,6 +12,7 @@ parameters (the package docstring says more). Here:
 """
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
 from typing import Callable, Sequence
@@ -37,6 +39,11 @@ class HVPCounter:
 
     def add(self, n: int = 1) -> None:
         self.count += n
+
+
+class NonFiniteHessian(ArithmeticError):
+    """The loss or a Hessian-vector product is NaN or inf at the model's current weights: there
+    is no Hessian to take eigenvalues of there (a diverged region of a landscape, say)."""
 
 
 # --------------------------------------------------------------------------- parameters
@@ -199,6 +206,9 @@ class HessianOperator:
 
         Returns:
             A new ``(size,)`` tensor on the operator's device, in its dtype.
+
+        Raises:
+            NonFiniteHessian: the product has a NaN or inf entry (counted all the same).
         """
         v = self._as_vector(v)
         try:
@@ -211,6 +221,8 @@ class HessianOperator:
             out = self._product(v)
         self._may_fall_back = False
         self.counter.add()
+        if not bool(torch.isfinite(out).all()):
+            raise NonFiniteHessian("a Hessian-vector product is NaN or inf at these weights")
         return out
 
     def _product(self, v: torch.Tensor) -> torch.Tensor:
@@ -260,6 +272,26 @@ class HessianOperator:
                                                  (inputs,), strict=False)
             return self._batch_loss(outputs, targets)
         return loss
+
+    def loss(self) -> float:
+        """The mean loss over all batches at the current weights (one forward pass, no HVP)."""
+        total = torch.zeros((), dtype=self.dtype, device=self.device)
+        with torch.no_grad():
+            for inputs, targets in self.batches:
+                total += self._batch_loss(self.model(inputs), targets)
+                self._after_batch()
+        return float(total)
+
+    def check_finite_loss(self) -> float:
+        """The mean loss at the current weights; raises :class:`NonFiniteHessian` if it is NaN or inf.
+
+        A product alone can miss a non-finite loss: where the network replaces its output by a
+        constant NaN, no derivative reaches the weights and the products are zero.
+        """
+        value = self.loss()
+        if not math.isfinite(value):
+            raise NonFiniteHessian(f"the loss is {value} at these weights")
+        return value
 
     def gradient(self) -> torch.Tensor:
         """The gradient of the mean loss w.r.t. the chosen parameters, flat ``(size,)``.

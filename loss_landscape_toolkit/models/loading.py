@@ -121,19 +121,61 @@ def _strip_data_parallel(state: Mapping[str, torch.Tensor]) -> dict[str, torch.T
 
 def _torch_load(path: str) -> Any:
     """``torch.load`` with ``weights_only``, every failure as one line."""
-    unreadable = (f"checkpoint {path!r} is not a readable torch file ({{}}); expected a checkpoint written "
-                  "by torch.save({{'state_dict': model.state_dict()}}, path); check the --model_file path")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        if "weights only load failed" in str(exc).lower():
-            raise ModelError(
+    except Exception as exc:
+        raise _unreadable(path, exc) from exc
+
+
+def _unreadable(path: str, exc: Exception) -> ModelError:
+    """The error for a file that ``torch.load`` refused, saying what the file is when we can tell."""
+    hdf5 = _hdf5_description(path)
+    if hdf5:
+        return ModelError(
+            f"checkpoint {path!r} is {hdf5}, not a PyTorch checkpoint; --model_file (and --model_file2/3) "
+            "needs the network's weights saved by torch.save, a .t7 or .pt file such as model_300.t7"
+        )
+    reason = one_line(exc)
+    if isinstance(exc, pickle.UnpicklingError) and "weights only load failed" in str(exc).lower():
+        if _looks_like_torch_file(path):
+            return ModelError(
                 f"checkpoint {path!r} holds Python objects that weights_only loading refuses "
                 f"(for example a whole model saved with torch.save(model)); {_RESAVE_HINT}"
-            ) from exc
-        raise ModelError(unreadable.format(one_line(exc))) from exc
-    except Exception as exc:
-        raise ModelError(unreadable.format(one_line(exc))) from exc
+            )
+        reason = "it starts like neither a zip archive nor a pickle stream"  # e.g. a text file
+    return ModelError(
+        f"checkpoint {path!r} is not a readable torch file ({reason}); expected a checkpoint written "
+        "by torch.save({'state_dict': model.state_dict()}, path); check the --model_file path"
+    )
+
+
+def _looks_like_torch_file(path: str) -> bool:
+    """Whether a file starts as torch.save writes: a zip archive, or (the legacy format) a
+    pickle stream of protocol 2 or later."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(2)
+    except OSError:
+        return False
+    return head == b"PK" or head[:1] == b"\x80"
+
+
+def _hdf5_description(path: str) -> str | None:
+    """What an HDF5 file is, in a few words (a direction, surface or projection file when it has
+    their datasets), or None when ``path`` is not an HDF5 file."""
+    import h5py  # only needed on this error path
+
+    try:
+        if not h5py.is_hdf5(path):
+            return None
+        with h5py.File(path, "r") as f:
+            keys = set(f)
+    except Exception:
+        return "an HDF5 file"
+    for key, kind in (("xdirection", "direction"), ("xcoordinates", "surface"), ("proj_xcoord", "projection")):
+        if key in keys:
+            return f"an HDF5 file (a {kind} file of this toolkit or the reference code)"
+    return "an HDF5 file"
 
 
 def load_checkpoint_state(path: str) -> dict[str, torch.Tensor]:

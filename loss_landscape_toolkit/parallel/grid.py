@@ -13,10 +13,18 @@ replacement of the file (see h5io). There is no collective operation per point.
     compute current point                 compute its own points, polling between batches
     wait for reply <--------------------  ...
     (empty reply: send final results)     when the queue is empty: serve until all final
+
+SIGTERM (a SLURM time limit) and SIGINT stop a point that is computing at once, and are
+otherwise acted on at the next safe place: rank 0 writes every result it holds and raises
+:class:`~loss_landscape_toolkit.errors.Interrupted`; a worker first sends rank 0 its finished
+results with the signal, which stops rank 0 the same way.
 """
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
@@ -26,9 +34,10 @@ from tqdm import tqdm
 
 from .. import h5io
 from .._files import writer_lock
+from ..errors import Interrupted
 from ..h5io import MetricGroup
 from .scheduler import WorkItem, WorkQueue, remaining_points
-from .world import World
+from .world import WAIT_REPORT_SECS, World
 
 Poll = Callable[[], None]
 # (flat index, names of the groups to compute, poll) -> {metric key: value}
@@ -57,6 +66,52 @@ class GridStats:
     already_done: int = 0
     seconds: float = 0.0
     per_rank: list[int] = field(default_factory=list)
+
+
+class StopSignals:
+    """Turns SIGTERM and SIGINT into :class:`Interrupted`: at once inside :meth:`computing`
+    (a point in progress is only lost), otherwise at the next :meth:`check`, so that recording
+    and writing results are never cut in half. Handlers are installed only in the main thread."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._interruptible = False
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.signum is None:
+            self.signum = signum
+        if self._interruptible:
+            self._interruptible = False
+            raise Interrupted(signum)
+
+    def check(self) -> None:
+        if self.signum is not None:
+            raise Interrupted(self.signum)
+
+    @contextlib.contextmanager
+    def computing(self, interruptible: bool = True):
+        """A stretch of work that a signal may cut short (``interruptible=False``: one that it
+        must not, inside a stretch that it may, e.g. serving requests from within a point)."""
+        self.check()
+        before = self._interruptible
+        self._interruptible = interruptible
+        try:
+            yield
+        finally:
+            self._interruptible = before
+        self.check()
 
 
 class ResultWriter:
@@ -96,32 +151,40 @@ def run_grid(*, world: World, surf_file: str, groups: Sequence[MetricGroup],
     empty statistics.
     """
     start = time.monotonic()
-    if world.is_root:
-        with writer_lock(surf_file):
-            h5io.update_surface_file(surf_file, groups=groups)  # arrays and masks exist
-            surface = h5io.read_surface_file(surf_file)
-            todo = remaining_points(surface.done_masks(groups))
-            total = int(np.prod(surface.shape))
-            if only is not None:
-                allowed = set(np.asarray(only).tolist())
-                total, todo = len(allowed), [item for item in todo if item[0] in allowed]
-            root = _Root(world, todo, ResultWriter(surf_file, groups, flush_secs),
-                         total=total, progress=progress, desc=desc)
-            stats = root.run(evaluate_points, chunk)
-    else:
-        _run_worker(world, evaluate_points, chunk)
-        stats = GridStats()
+    with StopSignals() as signals:
+        if world.is_root:
+            with writer_lock(surf_file):
+                h5io.update_surface_file(surf_file, groups=groups)  # arrays and masks exist
+                surface = h5io.read_surface_file(surf_file)
+                todo = remaining_points(surface.done_masks(groups))
+                total = int(np.prod(surface.shape))
+                if only is not None:
+                    allowed = set(np.asarray(only).tolist())
+                    total, todo = len(allowed), [item for item in todo if item[0] in allowed]
+                root = _Root(world, todo, ResultWriter(surf_file, groups, flush_secs),
+                             total=total, progress=progress, desc=desc, signals=signals)
+                try:
+                    stats = root.run(evaluate_points, chunk)
+                except Interrupted as exc:
+                    raise Interrupted(exc.signum, f"the {root.stats.computed} point(s) finished in this "
+                                      f"run are saved in {surf_file}; run the same command again to "
+                                      f"compute the rest") from None
+        else:
+            _run_worker(world, evaluate_points, chunk, signals)
+            stats = GridStats()
     stats.seconds = time.monotonic() - start
     return stats
 
 
 class _Root:
     def __init__(self, world: World, todo: list[WorkItem], writer: ResultWriter, *, total: int,
-                 progress: bool, desc: str):
-        self.world, self.writer = world, writer
+                 progress: bool, desc: str, signals: StopSignals):
+        self.world, self.writer, self.signals = world, writer, signals
         self.queue = WorkQueue(todo)
         self.stats = GridStats(already_done=total - len(todo), per_rank=[0] * world.size)
-        self.active = world.size - 1
+        self.working = set(range(1, world.size))  # ranks that have not sent their last results
+        self.heard = {r: time.monotonic() for r in self.working}  # when each rank last sent
+        self.slowest = 0.0  # seconds per point of rank 0's slowest chunk
         interactive = sys.stderr.isatty()
         self.bar = tqdm(total=total, initial=total - len(todo), desc=desc, unit="pt",
                         disable=not progress, dynamic_ncols=True, smoothing=0.1,
@@ -130,31 +193,60 @@ class _Root:
     def run(self, evaluate_points: PointsFn, chunk: int) -> GridStats:
         try:
             while items := self.queue.take(chunk):
-                for (index, _), values in zip(items, evaluate_points(items, self.poll)):
+                started = time.monotonic()
+                with self.signals.computing():
+                    results = evaluate_points(items, self.poll)
+                self.slowest = max(self.slowest, (time.monotonic() - started) / len(items))
+                for (index, _), values in zip(items, results):
                     self._record(0, index, values)
                 self.poll()
-            while self.active > 0:  # no work left here: serve the others until they finish
-                self._serve(*self.world.recv_any(TAG_REQUEST))
+            self._serve_until_all_finish()
         finally:
             self.writer.flush()
             self.bar.close()
         return self.stats
 
+    def _serve_until_all_finish(self) -> None:
+        """With no work left here, serve the other ranks until each has sent its last results;
+        name the ranks that stay silent much longer than a point takes (a hung GPU or file
+        system), as the set-up steps do, instead of waiting without a word."""
+        next_report = max(WAIT_REPORT_SECS, 5 * self.slowest)
+        while self.working:
+            message = self.world.poll_any(TAG_REQUEST)
+            if message is not None:
+                self._serve(*message)
+                self.signals.check()
+                continue
+            time.sleep(0.005)
+            now = time.monotonic()
+            silent = sorted(r for r in self.working if now - self.heard[r] >= next_report)
+            if silent:
+                hosts = sorted({self.world.hosts[r] for r in silent}) if self.world.hosts else []
+                print(f"waiting {now - min(self.heard[r] for r in silent):.0f} s for rank(s) {silent} "
+                      f"(host(s) {', '.join(hosts) or '?'}) to send their last point(s); a point takes "
+                      f"about {self.slowest:.3g} s on rank 0; a rank that hangs (a stuck GPU or file "
+                      f"system) stalls the job here", file=sys.stderr, flush=True)
+                next_report *= 2
+
     def poll(self) -> None:
         """Answer every waiting request (called between batches and between points)."""
         if self.world.comm is None:
             return
-        while (message := self.world.poll_any(TAG_REQUEST)) is not None:
-            self._serve(*message)
+        with self.signals.computing(interruptible=False):
+            while (message := self.world.poll_any(TAG_REQUEST)) is not None:
+                self._serve(*message)
 
     def _serve(self, source: int, msg: tuple) -> None:
-        results, want, final = msg
+        results, want, final, signum = msg
+        self.heard[source] = time.monotonic()
         for index, values in results:
             self._record(source, index, values)
         if final:
-            self.active -= 1
+            self.working.discard(source)
         else:
             self.world.send(self.queue.take(want), source, TAG_WORK)
+        if signum:  # the worker was stopped: stop the job, keeping what it sent
+            self.signals.signum = self.signals.signum or signum
 
     def _record(self, rank: int, index: int, values: Mapping[str, float]) -> None:
         self.writer.add(index, values)
@@ -167,20 +259,26 @@ class _Root:
         self.writer.maybe_flush()
 
 
-def _run_worker(world: World, evaluate_points: PointsFn, chunk: int) -> None:
+def _run_worker(world: World, evaluate_points: PointsFn, chunk: int, signals: StopSignals) -> None:
     results: list[tuple[int, Mapping[str, float]]] = []
 
     def ask() -> Any:
-        world.send((list(results), chunk, False), 0, TAG_REQUEST)
+        world.send((list(results), chunk, False, 0), 0, TAG_REQUEST)
         results.clear()
         return world.irecv(0, TAG_WORK)
 
-    pending = ask()
-    while work := pending.wait():
-        pending = ask()  # fetch the next chunk while this one computes
-        values = evaluate_points(work, _no_poll)
-        results.extend((index, dict(v)) for (index, _), v in zip(work, values))
-    world.send((results, 0, True), 0, TAG_REQUEST)
+    try:
+        pending = ask()
+        while work := pending.wait():
+            signals.check()
+            pending = ask()  # fetch the next chunk while this one computes
+            with signals.computing():
+                values = evaluate_points(work, _no_poll)
+            results.extend((index, dict(v)) for (index, _), v in zip(work, values))
+    except Interrupted as exc:
+        world.send((results, 0, True, exc.signum), 0, TAG_REQUEST)
+        raise
+    world.send((results, 0, True, 0), 0, TAG_REQUEST)
 
 
 def _no_poll() -> None:

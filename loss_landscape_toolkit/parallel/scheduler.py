@@ -17,7 +17,7 @@ __all__ = [
     "WorkItem",
     "remaining_points",
     "point_coordinates",
-    "shard",
+    "shard_points",
     "WorkQueue",
 ]
 
@@ -47,12 +47,13 @@ def point_coordinates(index: int, xcoordinates: np.ndarray,
     return (float(xcoordinates[index % nx]), float(ycoordinates[index // nx]))
 
 
-def shard(items: Sequence[WorkItem], rank: int, nshards: int) -> list[WorkItem]:
-    """Shard ``rank`` of ``nshards`` by interleaving (item i goes to shard i mod nshards), so
-    cost that varies smoothly across the grid spreads evenly over the shards."""
+def shard_points(npoints: int, rank: int, nshards: int) -> np.ndarray:
+    """Flat indices of shard ``rank`` of ``nshards``: every ``nshards``-th point from ``rank``, so
+    cost that varies smoothly across the grid spreads evenly over the shards. The share depends
+    on the grid alone, never on which points are done when a shard starts."""
     if not 0 <= rank < nshards:
         raise ValueError(f"rank must be in [0, {nshards}), got {rank}")
-    return list(items[rank::nshards])
+    return np.arange(rank, npoints, nshards, dtype=np.int64)
 
 
 class WorkQueue:

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
-from ..errors import EXIT_USAGE, SilentExit, UsageError
+from ..errors import EXIT_USAGE, Interrupted, SilentExit, UsageError
 
 # Environment variables through which launchers announce the world size: MPICH/Hydra and
 # srun's PMI-2 (PMI_SIZE), Open MPI, MVAPICH2, and srun itself.
@@ -25,6 +25,8 @@ _RANK_VARS = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK", "SLURM_
 TAG_AGREE = 21  # set-up outcomes (the grid loop uses 11 and 12)
 # First report of ranks waiting at a set-up step, then doubling (an environment knob for tests)
 WAIT_REPORT_SECS = float(os.environ.get("LANDSCAPE_WAIT_REPORT_SECS", "60"))
+# How long an interrupted worker waits for rank 0 to save the results and end the job
+STOP_GRACE_SECS = 60.0
 
 
 def launcher_size() -> int:
@@ -204,7 +206,8 @@ def abort_on_error(world: World) -> Any:
     """Context manager for the compute phase: any exception on any rank ends the whole job.
 
     The failing rank prints its traceback (it is a bug or a hardware fault, not bad input) and
-    calls MPI Abort, which the launcher turns into the end of every rank within seconds.
+    calls MPI Abort, which the launcher turns into the end of every rank within seconds. An
+    interruption ends the job from rank 0, once it has saved the results (see parallel.grid).
     """
 
     @contextmanager
@@ -213,6 +216,14 @@ def abort_on_error(world: World) -> Any:
             yield
         except SilentExit:
             raise
+        except Interrupted as exc:
+            if world.size == 1:
+                raise
+            if world.is_root:
+                print(exc, file=sys.stderr, flush=True)
+            else:  # rank 0 has our results and ends the job; end it ourselves if it does not
+                time.sleep(STOP_GRACE_SECS)
+            world.abort(exc.code)
         except UsageError as exc:
             if world.size == 1:
                 raise

@@ -1,7 +1,9 @@
 """Figures of the Hessian results: maps of min_eig / max_eig, and the spectral density at the centre.
 
 A negative ratio marks non-convexity; the paper reads convexity off |min_eig / max_eig| (small is
-nearly convex). Points not computed, NaN/inf, or with ``max_eig == 0`` are masked.
+nearly convex). Points not computed, NaN/inf (where the loss or its Hessian is not finite), or with
+``max_eig == 0`` are masked, as in the loss figures; a centre whose Hessian is not finite has no
+density figure.
 """
 from __future__ import annotations
 
@@ -37,6 +39,9 @@ def plot_eig_ratio(surface: SurfaceFile, *, fmt: str = "pdf", dpi: int = DPI, sh
     hi, lo = surface.arrays["max_eig"], surface.arrays["min_eig"]
     valid = done & np.isfinite(hi) & np.isfinite(lo) & (hi != 0)
     if not valid.any():
+        if done.any():
+            raise UsageError(f"{surface.path}: no finite eigenvalue pair to plot: all {int(done.sum())} computed "
+                             f"point(s) are NaN/inf or have max_eig 0 ({done.size} points in the grid)")
         raise UsageError(f"{surface.path}: no computed eigenvalue pair yet ({int(done.sum())}/{done.size} points)")
     ratio = np.ma.masked_array(lo / np.where(valid, hi, 1.0), mask=~valid)
     two_d = surface.ycoordinates is not None
@@ -64,13 +69,17 @@ def plot_hessian_density(surface: SurfaceFile, *, fmt: str = "pdf", dpi: int = D
     """The spectral density of the Hessian at the centre (stochastic Lanczos quadrature, log
     scale) with the top-k eigenvalues marked and the trace estimate in the title, from the
     ``hessian_centre`` group written by plot_hessian_eigen.py. Saved as
-    ``{surf_file}_hessian_density``; nothing (an empty list) if the file has no such results.
+    ``{surf_file}_hessian_density``; nothing (an empty list) if the file has no such results, or
+    only NaN/inf ones (a centre where the loss is not finite).
     """
     check_output(fmt, dpi)
     found = surface.groups.get(HESSIAN_CENTRE)
-    if found is None or not ({"density", "top_eigenvalues"} & set(found[0])):
+    if found is None or found[1].get("finite") is False:
         return []
     arrays, attrs = found
+    arrays = {k: v for k, v in arrays.items() if k not in ("density", "top_eigenvalues") or np.isfinite(v).all()}
+    if not {"density", "top_eigenvalues"} & set(arrays):
+        return []
     with figures(show) as figs:
         fig = figs.new()
         ax = fig.add_subplot()
@@ -82,7 +91,7 @@ def plot_hessian_density(surface: SurfaceFile, *, fmt: str = "pdf", dpi: int = D
         for k, value in enumerate(marks):
             ax.axvline(value, color="r", linestyle="--", linewidth=0.8, label="top-k eigenvalues" if k == 0 else None)
         ax.set_xlabel("eigenvalue of the Hessian (mean loss)")
-        if "trace" in attrs:
+        if np.isfinite(attrs.get("trace", np.nan)):
             ax.set_title(f"trace {attrs['trace']:.4g} ± {attrs['trace_stderr']:.2g}")
         ax.legend(loc="upper right")
         return [save(fig, density_figure(surface.path), fmt=fmt, dpi=dpi)]

@@ -6,6 +6,7 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import BASE, assert_usage_error, run_script
 
 from loss_landscape_toolkit.cli import args as cli
 from loss_landscape_toolkit.errors import RangeError, UsageError
@@ -65,3 +66,68 @@ def test_help_says_where_the_default_data_path_is():
     assert "$LANDSCAPE_DATAPATH" in text and "cifar10/data in the working folder" in text
     assert "default: None" not in text  # a flag left unset is explained, not shown as None
     assert parser.parse_args([]).datapath is None
+
+
+def _direction_parser() -> cli.ArgumentParser:
+    parser = cli.ArgumentParser("x.py")
+    cli.add_direction_args(parser)
+    return parser
+
+
+@pytest.mark.parametrize("argv, given", [
+    (["--x=-1:1:1000000000000"], "--x=-1:1:1000000000000 is 1e+12 points"),
+    (["--x=-1:1:5", "--y=-1:1:1000000000000"], "--x=-1:1:5 x --y=-1:1:1000000000000 is 5e+12 points"),
+    (["--x=-1:1:1000000", "--y=-1:1:1000000"], "--x=-1:1:1000000 x --y=-1:1:1000000 is 1e+12 points"),
+    (["--x=-1:1:1e300", "--y=-1:1:1e300"], "is 1e+600 points"),
+])
+def test_grids_that_cannot_fit_are_refused_when_parsed(argv, given):
+    with pytest.raises(RangeError, match="more than the .* of memory of this machine") as info:
+        _direction_parser().parse_args(argv)
+    text = str(info.value)
+    assert given in text and ("TB" in text or "EB" in text), text
+    assert "use fewer points" in text and "\n" not in text
+
+
+def test_plot_surface_refuses_a_huge_grid_before_loading_anything(tmp_path):
+    proc = run_script("plot_surface.py", *BASE, "--x=-1:1:1000000", "--y=-1:1:1000000", cwd=tmp_path)
+    assert_usage_error(proc, "plot_surface.py: error: --x=-1:1:1000000 x --y=-1:1:1000000 is 1e+12 points",
+                       "would need 184 TB, more than the")
+    assert not list(tmp_path.iterdir())  # no data, direction or surface file
+
+
+def test_grid_limit_is_the_machines_memory(monkeypatch):
+    monkeypatch.setattr(cli, "physical_memory", lambda: 10**9)  # 1 GB: about 5.4 million points
+    parser = _direction_parser()
+    assert parser.parse_args(["--x=-1:1:2001", "--y=-1:1:2001"]).y == "-1:1:2001"  # 4 million points fit
+    with pytest.raises(RangeError, match=r"is 9e\+06 points: .* would need 1.66 GB, more than the 1 GB .*"
+                                         r"at most 5.43e\+06 in all"):
+        parser.parse_args(["--x=-1:1:3000", "--y=-1:1:3000"])
+    with pytest.raises(RangeError, match="finite"):  # the ranges themselves are checked at parse time too
+        parser.parse_args(["--x=-1:inf:3"])
+
+
+def test_sizes_are_written_for_people():
+    assert [cli.format_bytes(n) for n in (0, 999, 1000, 190 * 10**6, 8 * 10**12, 10**600)] == [
+        "0 B", "999 B", "1 kB", "190 MB", "8 TB", "1e+582 EB"]
+    assert [cli.format_count(n) for n in (51, 999999, 10**12, 123456789)] == ["51", "999999", "1e+12", "1.23e+08"]
+    assert cli.physical_memory() > 2**20
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["--vmin", "5", "--vmax", "1"], "--vmin (5.0) must be smaller than --vmax (1.0)"),
+    (["--vmin", "nan"], "must be finite"),
+    (["--vlevel", "0"], "--vlevel (the contour spacing) must be > 0"),
+    (["--vlevel", "1e-9"], "makes 9.9e+09 contour levels, more than 1000; raise --vlevel (--vlevel 0.495 gives 20)"),
+    (["--vlevel", "5e-324"], "makes inf contour levels"),
+    (["--dpi", "0"], "--dpi must be between 1 and 4800"),
+    (["--dpi", "100000"], "--dpi must be between 1 and 4800"),
+])
+def test_level_and_dpi_flags_are_checked_when_parsed(argv, fragment):
+    parser = cli.ArgumentParser("x.py")
+    cli.add_level_args(parser.add_argument_group("plotting"))  # as plot_surface.py adds them
+    cli.add_output_args(parser)
+    with pytest.raises(RangeError) as info:
+        parser.parse_args(argv)
+    assert fragment in str(info.value)
+    args = parser.parse_args(["--vmin", "0", "--vmax", "10", "--vlevel", "0.01", "--dpi", "4800"])  # 1000 levels
+    assert (args.vlevel, args.dpi) == (0.01, 4800)

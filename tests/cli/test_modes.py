@@ -31,8 +31,10 @@ def test_shards_then_merge_equal_onerun_cli(tmp_path, checkpoint):
     run_cli(tmp_path / "single", *args)
     shards = tmp_path / "shards"
     _copy_checkpoint(shards, checkpoint)
-    proc = run_cli(shards, *args, "--of", "3", "--merge")  # nothing to merge yet
-    assert "missing shard files [0, 1, 2]" in proc.stdout
+    proc = run_script("plot_surface.py", *BASE, *args, "--of", "3", "--merge", cwd=shards)  # nothing yet
+    assert proc.returncode == 3 and "Traceback" not in proc.stderr, proc.stderr
+    assert "not complete: 12 of 12 points are still missing, from shard(s) [0, 1, 2] (shard files " \
+           "missing: [0, 1, 2])" in proc.stderr
     for rank in range(3):
         proc = run_cli(shards, *args, "--rank", str(rank), "--of", "3")
         assert f"shard {rank} of 3" in proc.stdout and "computed 4 point(s)" in proc.stdout
@@ -46,6 +48,17 @@ def test_shards_then_merge_equal_onerun_cli(tmp_path, checkpoint):
     assert merged.done_mask(TRAIN).all()
     for key in ("train_loss", "train_acc"):
         np.testing.assert_array_equal(merged.arrays[key], single.arrays[key])
+
+
+def test_a_shard_started_after_a_partial_merge_still_computes_its_whole_share(tmp_path, checkpoint):
+    args = [*BASE, "--model_file", checkpoint.name, "--x=-1:1:9", "--surf_file", "s.h5"]
+    run_cli(tmp_path, *args[len(BASE):], "--rank", "0", "--of", "2")
+    proc = run_script("plot_surface.py", *args, "--of", "2", "--merge", cwd=tmp_path)
+    assert proc.returncode == 3 and "4 of 9 points are still missing, from shard(s) [1]" in proc.stderr
+    proc = run_cli(tmp_path, *args[len(BASE):], "--rank", "1", "--of", "2")
+    assert "computed 4 point(s)" in proc.stdout
+    proc = run_cli(tmp_path, *args[len(BASE):], "--of", "2", "--merge")
+    assert h5io.read_surface_file(str(tmp_path / "s.h5")).done_mask(TRAIN).all()
 
 
 def test_shard_rank_from_a_slurm_job_array(tmp_path, checkpoint):
@@ -136,3 +149,64 @@ def test_chunks_of_points_per_forward_under_mpi(tmp_path, checkpoint):
     proc = run_script("plot_surface.py", *BASE, *args, "--dir_type", "states", "--points_per_forward", "2",
                       cwd=tmp_path / "b")
     assert_usage_error(proc, "--dir_type weights")
+
+
+def _start_and_wait_for_forwards(cmd: list[str], cwd: Path, calls: Path, n: int,
+                                 env: dict) -> subprocess.Popen:
+    """Start ``cmd`` and return once its model has run ``n`` forward passes."""
+    proc = subprocess.Popen(cmd, cwd=cwd, env={**os.environ, **env, "TINY_CALLS": str(calls)},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and proc.poll() is None:
+        if calls.exists() and calls.stat().st_size >= n:
+            return proc
+        time.sleep(0.02)
+    raise AssertionError(f"no progress before the signal: {proc.communicate()}")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_saves_the_finished_points_and_says_so(tmp_path, checkpoint, signum):
+    args = ["--model", SLOW_MODEL, "--model_file", checkpoint.name, "--x=-1:1:6", "--y=-1:1:5",
+            "--surf_file", "s.h5", "--flush_secs", "1000", "--batch_size", "512"]
+    cmd = [sys.executable, str(ROOT / "plot_surface.py"), *BASE, *args]
+    proc = _start_and_wait_for_forwards(cmd, tmp_path, tmp_path / "calls", 20, {"TINY_SLEEP": "0.02"})
+    proc.send_signal(signum)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signum, (out, err)
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    assert len(err.strip().splitlines()) == 1, err
+    saved = int(re.search(rf"stopped by {signum.name}: the (\d+) point\(s\) finished in this run are "
+                          r"saved in s\.h5", err).group(1))
+    surface = h5io.read_surface_file(str(tmp_path / "s.h5"))
+    assert saved >= 3 and surface.done_mask(TRAIN).sum() == saved  # none lost, none invented
+    assert np.isfinite(surface.arrays["train_loss"][surface.done_mask(TRAIN)]).all()
+    proc = run_cli(tmp_path, *args, env={"TINY_SLEEP": "0"})
+    assert f"{saved} were already done" in proc.stdout
+
+
+@pytest.mark.mpi
+def test_sigterm_to_every_rank_saves_the_points_of_all_ranks(tmp_path, checkpoint):
+    """What a SLURM time limit does: SIGTERM to every task of the step."""
+    args = ["--model", SLOW_MODEL, "--model_file", checkpoint.name, "--x=-1:1:6", "--y=-1:1:5",
+            "--surf_file", "s.h5", "--flush_secs", "1000", "--batch_size", "512"]
+    cmd = [str(MPIRUN), "-n", "2", sys.executable, str(ROOT / "plot_surface.py"), *BASE, *args]
+    proc = _start_and_wait_for_forwards(cmd, tmp_path, tmp_path / "calls", 30,
+                                        {"TINY_SLEEP": "0.02", "TINY_PIDDIR": str(tmp_path)})
+    for rank in (0, 1):
+        os.kill(int((tmp_path / f"rank{rank}.pid").read_text()), signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM and "Traceback" not in err, (out, err)
+    saved = int(re.search(r"stopped by SIGTERM: the (\d+) point\(s\) finished in this run are saved", err).group(1))
+    surface = h5io.read_surface_file(str(tmp_path / "s.h5"))
+    assert saved >= 3 and surface.done_mask(TRAIN).sum() == saved
+
+
+@pytest.mark.mpi
+def test_a_rank_stalled_mid_grid_is_named(tmp_path):
+    proc = run_script("plot_surface.py", *BASE, "--model", f"{DATA / 'tiny_model.py'}:stalling",
+                      "--x=-1:1:5", "--surf_file", "s.h5", cwd=tmp_path, nproc=2,
+                      env={"LANDSCAPE_WAIT_REPORT_SECS": "0.5", "TINY_STALL": "3"})
+    assert proc.returncode == 0, proc.stderr
+    assert re.search(r"waiting \d+ s for rank\(s\) \[1\] \(host\(s\) \S+\) to send their last point\(s\)",
+                     proc.stderr), proc.stderr
+    assert h5io.read_surface_file(str(tmp_path / "s.h5")).done_mask(TRAIN).all()

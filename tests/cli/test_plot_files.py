@@ -113,3 +113,45 @@ def test_bad_input(tmp_path, capsys):
     _in_process_error(capsys, plot_1D.main, ["-f", one, "--bogus"], "unrecognized arguments: --bogus")
     _in_process_error(capsys, plot_2D.main, ["--proj_file", one], "is not a projection file")
     assert not list(tmp_path.glob("*.pdf"))
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["--xmin", "2", "--xmax", "-2"], "--xmin 2 must be smaller than --xmax -2 (-1 and 1 mean the grid's own limits)"),
+    (["--xmin", "0.5", "--xmax", "0.5"], "--xmin 0.5 must be smaller than --xmax 0.5"),
+    (["--xmin", "2"], "--xmin 2 leaves an empty x-axis from 2 to 1 (the grid spans -1 to 1)"),
+    (["--xmax", "-2"], "--xmax -2 leaves an empty x-axis from -1 to -2"),
+    (["--xmin", "nan"], "--xmin must be a finite number, got nan"),
+    (["--xmax", "inf"], "--xmax must be a finite number, got inf"),
+    (["--loss_max", "inf"], "--loss_max (the top of the loss axis) must be a finite number > 0, got inf"),
+    (["--loss_max", "-1"], "--loss_max (the top of the loss axis) must be a finite number > 0"),
+    (["--dpi", "100000"], "--dpi must be between 1 and 4800"),
+])
+def test_plot_1d_refuses_nonsensical_limits(tmp_path, capsys, argv, fragment):
+    one = write_surface(tmp_path / "one.h5", X9, None, lambda x: x**2)
+    _in_process_error(capsys, plot_1D.main, ["-f", one, "--format", "png", *argv], fragment)
+    _in_process_error(capsys, plot_1D.main, ["-f", one, one, "--format", "png", *argv], fragment)  # overlay
+    assert not list(tmp_path.glob("*.png"))
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["--vlevel", "1e-9"], "makes 9.9e+09 contour levels, more than 1000; raise --vlevel"),
+    (["--level", "nan"], "--level must be a finite number"),
+    (["--level", "inf"], "--level must be a finite number"),
+    (["--log", "--vmin", "-3", "--vmax", "-1"], "--log draws log10 of the 3D surface clipped at --vmax, so --vmax "
+                                                "must be > 0, got -1"),
+    (["--dpi", "-3"], "--dpi must be between 1 and 4800"),
+])
+def test_plot_2d_refuses_nonsensical_numbers(tmp_path, capsys, argv, fragment):
+    two = write_surface(tmp_path / "two.h5", X9, Y5, _bowl)
+    _in_process_error(capsys, plot_2D.main, ["-f", two, "--format", "png", *argv], fragment)
+    assert not list(tmp_path.glob("*.png"))
+
+
+def test_plot_1d_limits_are_checked_against_the_grid(tmp_path, capsys):
+    one = write_surface(tmp_path / "one.h5", X9, None, lambda x: 1 + x**2)
+    wide = write_surface(tmp_path / "wide.h5", 3 * X9, None, lambda x: 1 + x**2)
+    _in_process_error(capsys, plot_1D.main, ["-f", one, "--xmin", "1.5"], "--xmin 1.5 leaves an empty x-axis")
+    _in_process_error(capsys, plot_1D.main, ["-f", one, wide, "--xmax", "-3"], "from -3 to -3 (the grid spans -3 to 3)")
+    assert plot_1D.main(["-f", wide, "--xmin", "1.5", "--format", "png", "--dpi", "40"]) == 0  # up to the grid's 3
+    assert plot_1D.main(["-f", one, "--xmin", "0.5", "--format", "png", "--dpi", "40"]) == 0  # up to the grid's 1
+    assert plot_1D.main(["-f", one, "--xmin", "-1", "--xmax", "-0.5", "--format", "png", "--dpi", "40"]) == 0

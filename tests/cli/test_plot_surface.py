@@ -199,12 +199,16 @@ def _write(path: Path, content: bytes) -> str:
     (["--x="], "--x is empty"),
     (["--x=-1:1:3", "--y=1:-1:3"], "min must be smaller than max"),
     (["--x=a:b:c"], "not three numbers"),
+    (["--x=-1:1:3", "--loss_max", "inf", "--plot"], "--loss_max (the top of the loss axis) must be a finite"),
     (["--model", "resnet57"], "'resnet56'"),
     (["--model_file", "missing.t7"], "checkpoint not found: missing.t7"),
     (["--xnorm", "filtre"], "invalid choice: 'filtre'"),
     (["--dataset", "imagenet"], "imagenet"),
     (["--dataset", "cifar10", "--datapath", "nowhere"], "cifar-10-batches-py"),
     (["--dir_file", "missing.h5"], "does not exist"),
+    (["--ngpu", "2"], "--ngpu 2 needs a GPU device (--cuda) and at least 2 visible GPUs"),
+    (["--model_file", str(DATA / "reference_resnet20_surface_5x5.h5")],
+     "is an HDF5 file (a surface file of this toolkit or the reference code), not a PyTorch checkpoint"),
 ])
 def test_bad_input_gives_one_line_and_exit_2(tmp_path, monkeypatch, capsys, args, fragment):
     code, err = _main(tmp_path, monkeypatch, capsys, *args)
@@ -235,6 +239,56 @@ def test_bad_files_give_one_line_and_exit_2(tmp_path, monkeypatch, capsys, check
                       "--surf_file", str(foreign))
     assert code == 2 and "not a surface file" in err, err
     assert h5py.File(foreign)["weights"].shape == (3,)  # untouched
+
+
+@pytest.mark.parametrize("factory, fragments", [
+    ("flat_input", ["cannot run on the digits train data: on its first 4 input(s), of shape (4, 3, 32, 32)",
+                    "its forward raised RuntimeError: mat1 and mat2 shapes cannot be multiplied"]),
+    ("five_classes", ["does not fit the digits train data", "(4, 3, 32, 32)", "returned a tensor of shape (4, 5)",
+                      "expected floating-point logits of shape (4, 10)", "(10 classes)"]),
+    ("pair", ["does not fit", "(4, 3, 32, 32)", "returned a tuple of 2 item(s)"]),
+    ("rank3", ["does not fit", "(4, 3, 32, 32)", "returned a tensor of shape (4, 10, 1)"]),
+])
+def test_model_that_does_not_fit_the_data_is_refused_before_the_grid(tmp_path, monkeypatch, capsys,
+                                                                     factory, fragments):
+    spec = f"{DATA / 'misfit_models.py'}:{factory}"
+    code, err = _main(tmp_path, monkeypatch, capsys, "--model", spec, "--x=-1:1:3", "--y=-1:1:2")
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert f"--model {spec} " in err
+    for fragment in fragments:
+        assert fragment in err, (fragment, err)
+    assert not list(tmp_path.iterdir())  # refused before any direction or surface file
+
+
+def test_model_with_nan_output_is_evaluated_not_refused(tmp_path, monkeypatch, capsys):
+    code, err = _main(tmp_path, monkeypatch, capsys, "--model", f"{DATA / 'misfit_models.py'}:nan_out",
+                      "--x=-1:1:2", "--surf_file", "s.h5")
+    assert code == 0, err
+    assert np.isnan(h5io.read_surface_file(str(tmp_path / "s.h5")).arrays["train_loss"]).all()
+
+
+def test_target_model_with_the_same_weights_is_refused(tmp_path, monkeypatch, capsys, checkpoint):
+    """--model_file2/3 with the centre's weights would give a zero direction (a flat plot), and
+    --model_file3 with --model_file2's a y direction that repeats x."""
+    import tiny_model
+
+    (tmp_path / "copy.t7").write_bytes(checkpoint.read_bytes())
+    torch.manual_seed(3)
+    torch.save({"state_dict": tiny_model.TinyNet().state_dict()}, tmp_path / "other.t7")
+    plane = ["--model_file2", "other.t7", "--y=-1:1:2"]
+    zero, repeat = "the direction to it would be zero", "the y direction would repeat the x direction"
+    for extra, fragment in [
+        (["--model_file2", checkpoint.name],
+         f"--model_file2 {checkpoint.name} is the same file as --model_file: {zero}"),
+        (["--model_file2", "copy.t7"], f"--model_file2 copy.t7 holds the same weights as --model_file "
+                                       f"{checkpoint.name}: {zero}"),
+        ([*plane, "--model_file3", "copy.t7"], f"--model_file3 copy.t7 holds the same weights as --model_file "
+                                               f"{checkpoint.name}: {zero}"),
+        ([*plane, "--model_file3", "other.t7"], f"--model_file3 other.t7 is the same file as --model_file2: {repeat}"),
+    ]:
+        code, err = _main(tmp_path, monkeypatch, capsys, "--model_file", checkpoint.name, "--x=-1:1:2", *extra)
+        assert code == 2 and err.count("\n") == 1 and fragment in err, (extra, err)
+    assert not list(tmp_path.glob("*.h5"))  # no direction file with a zero direction
 
 
 def test_resume_refuses_other_grid_or_directions(tmp_path, monkeypatch, capsys, checkpoint):

@@ -175,3 +175,31 @@ def test_paper_workflow_train_trajectory_contours(tmp_path):
     assert surf.returncode == 0, surf.stderr
     surfaces = list(pca.glob("directions.h5_[[]*]x[[]*]_datasplit=4_splitidx=0_dataset=digits.h5"))
     assert len(surfaces) == 1
+
+
+def test_a_one_direction_file_names_what_this_program_can_do(tmp_path, main_in):
+    _write_run(tmp_path / "run")
+    net = _tiny_module().tiny()
+    x_dir = net_plotter.create_random_direction(net_plotter.tensors_of(net, "weights"), norm="filter",
+                                                ignore="biasbn", generator=torch.Generator().manual_seed(3))
+    net_plotter.save_directions(str(tmp_path / "x_only.h5"), [x_dir], attrs={"dir_type": "weights"},
+                                named=net_plotter.named_tensors(net, "weights"))
+    code, _, err = main_in("--model", TINY_MODEL, "--model_folder", "run", "--max_epoch", "6",
+                           "--dir_file", "x_only.h5", "--format", "png", "--dpi", "40")
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "x_only.h5 holds only an x direction, but a path is projected onto two (x and y)" in err
+    assert "leave out --dir_file to compute PCA directions" in err
+    assert "drop --y" not in err  # plot_trajectory.py has no --y
+    assert not list(tmp_path.glob("x_only.h5_proj_*"))
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--max_epoch", "100000000000"], "--start_epoch 0 --max_epoch 100000000000 --save_epoch 1 asks for "
+                                      "100000000001 checkpoints, more than 1000000; check --max_epoch"),
+    (["--max_epoch", "6", "--dpi", "100000"], "--dpi must be between 1 and 4800"),
+])
+def test_nonsensical_numbers_are_refused_before_reading_checkpoints(tmp_path, main_in, args, fragment):
+    _write_run(tmp_path / "run")
+    code, _, err = main_in("--model", TINY_MODEL, "--model_folder", "run", *args)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and fragment in err, err
+    assert not (tmp_path / "run" / PCA_FOLDER).exists()

@@ -1,7 +1,12 @@
 """cifar10/main.py (cli/train.py): the training program, in real processes and in process."""
 from __future__ import annotations
 
+import errno
 import importlib.util
+import io
+import os
+import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -9,6 +14,7 @@ import torch
 from conftest import DATA, LOG_LINE, ROOT, TINY_MODEL, assert_usage_error, run_script
 
 from loss_landscape_toolkit import data as dataloader
+from loss_landscape_toolkit import training
 from loss_landscape_toolkit.models import create_model
 
 MAIN = "cifar10/main.py"
@@ -73,7 +79,8 @@ def test_cli_two_epochs_write_the_reference_files_from_any_folder(tmp_path, main
         assert ckpt["acc"] == pytest.approx(100 - float(matches[epoch].group(2)), abs=1e-3)
         tiny_model.TinyNet().load_state_dict(ckpt["state_dict"])
         opt = torch.load(folder / f"opt_state_{epoch}.t7", weights_only=True)
-        assert set(opt) == {"optimizer"} and len(opt["optimizer"]["param_groups"]) == 1
+        assert set(opt) == {"optimizer", "epoch"} and opt["epoch"] == epoch  # the reference's key + epoch
+        assert len(opt["optimizer"]["param_groups"]) == 1
     momentum = torch.load(folder / "opt_state_2.t7", weights_only=True)["optimizer"]["state"]
     assert len(momentum) == 5 and all("momentum_buffer" in s for s in momentum.values())
 
@@ -130,3 +137,124 @@ def test_cli_resume_with_wrong_model_is_one_line(tmp_path, main_in):
     _one_line_error(main_in(*TINY_ARGS, "--epochs", "6", "--resume_model", str(folder / "model_5.t7")),
                     "does not fit the model")
 
+
+
+# --------------------------------------------------------------------------- interrupted saves and resume pairs
+def _weights(path: Path) -> dict:
+    return torch.load(path, weights_only=True)["state_dict"]
+
+
+def test_cli_save_cut_short_resumes_from_the_latest_complete_pair(tmp_path, main_in):
+    # an uninterrupted run to epoch 4 (pairs 0, 1, 2, 4), then the same run killed between the
+    # two writes of epoch 4: the optimizer state is written first, so model_4.t7 is missing
+    code, _, err = main_in(*TINY_ARGS, "--epochs", "4", "--save", "straight")
+    assert code == 0, err
+    code, _, err = main_in(*TINY_ARGS, "--epochs", "4")
+    assert code == 0, err
+    folder = tmp_path / "trained_nets" / TINY_RUN
+    (folder / "model_4.t7").unlink()
+
+    again = main_in(*TINY_ARGS, "--epochs", "4")  # refused, with the command that resumes it
+    _one_line_error(again, "latest complete pair, epoch 2", "opt_state_4.t7 has no partner")
+    flags = re.search(r"(--resume_model \S+) (--resume_opt \S+),", again[2])
+    assert flags.group(1).endswith("model_2.t7") and flags.group(2).endswith("opt_state_2.t7")
+    code, out, err = main_in(*TINY_ARGS, "--epochs", "4", *flags.group(1).split(), *flags.group(2).split())
+    assert code == 0, err
+    assert "note: replacing" in out and "opt_state_4.t7" in out
+    straight = tmp_path / "straight" / TINY_RUN
+    for name in ("model_4.t7", "opt_state_4.t7"):
+        assert (folder / name).exists()
+    for a, b in zip(_weights(straight / "model_4.t7").values(), _weights(folder / "model_4.t7").values()):
+        assert torch.equal(a, b)  # the same run as if never stopped
+
+
+def test_cli_missing_half_of_a_pair_names_the_latest_complete_pair(tmp_path, main_in):
+    code, _, err = main_in(*TINY_ARGS, "--epochs", "2")
+    assert code == 0, err
+    folder = tmp_path / "trained_nets" / TINY_RUN
+    (folder / "opt_state_2.t7").unlink()  # as left by a kill after the model (older versions)
+    refused = main_in(*TINY_ARGS, "--epochs", "3", "--resume_model", str(folder / "model_2.t7"),
+                      "--resume_opt", str(folder / "opt_state_2.t7"))
+    _one_line_error(refused, "opt_state_2.t7: file not found", "latest epoch with both files",
+                    f"--resume_model {folder / 'model_1.t7'} --resume_opt {folder / 'opt_state_1.t7'}")
+    code, _, err = main_in(*TINY_ARGS, "--epochs", "3", "--resume_model", str(folder / "model_1.t7"),
+                           "--resume_opt", str(folder / "opt_state_1.t7"))
+    assert code == 0, err  # the lone model_2.t7 of the cut save is replaced
+    assert (folder / "opt_state_2.t7").exists()
+
+
+def test_cli_resume_pair_from_two_epochs_is_refused(tmp_path, main_in):
+    code, _, err = main_in(*TINY_ARGS, "--epochs", "2", "--save", "runs")
+    assert code == 0, err
+    folder = tmp_path / "runs" / TINY_RUN
+    shutil.copy(folder / "opt_state_1.t7", tmp_path / "momentum.t7")  # its name says no epoch
+    for opt_file in (folder / "opt_state_1.t7", tmp_path / "momentum.t7"):
+        refused = main_in(*TINY_ARGS, "--epochs", "3", "--resume_model", str(folder / "model_2.t7"),
+                          "--resume_opt", str(opt_file))
+        _one_line_error(refused, "optimizer state of epoch 1", "--resume_model is at epoch 2")
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == [TINY_RUN]
+    assert not (folder / "model_3.t7").exists() and "e: 3" not in (folder / "log.out").read_text()
+
+
+# --------------------------------------------------------------------------- files the OS refuses to write
+@pytest.mark.parametrize("where, reason", [
+    ("a_file", "Not a directory"),  # --save is a regular file
+    ("a_file/below", "Not a directory"),  # --save is inside a regular file
+    ("x" * 300, "File name too long"),
+])
+def test_cli_unwritable_save_folder_is_one_line(tmp_path, main_in, where, reason):
+    (tmp_path / "a_file").write_text("keep me\n")
+    refused = main_in(*TINY_ARGS, "--epochs", "1", "--save", where)
+    _one_line_error(refused, f"cannot write {os.path.join(where, TINY_RUN)}", reason)
+    assert (tmp_path / "a_file").read_text() == "keep me\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_cli_read_only_run_folder_is_one_line(tmp_path, main_in):
+    code, _, err = main_in(*TINY_ARGS, "--epochs", "1")
+    assert code == 0, err
+    folder = tmp_path / "trained_nets" / TINY_RUN
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    folder.chmod(0o555)
+    try:
+        refused = main_in(*TINY_ARGS, "--epochs", "2", "--resume_model", str(folder / "model_1.t7"),
+                          "--resume_opt", str(folder / "opt_state_1.t7"))
+    finally:
+        folder.chmod(0o755)
+    _one_line_error(refused, "Permission denied", str(Path("trained_nets") / TINY_RUN))
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+
+
+class _FullDisk:
+    """A file whose writes fail as on a full disk, after storing a few bytes."""
+
+    def __init__(self, path: str, mode: str):
+        self._fh = io.FileIO(path, mode)
+
+    def write(self, data) -> int:
+        self._fh.write(bytes(data)[:7])
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def __getattr__(self, name):
+        return getattr(self._fh, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._fh.close()
+
+
+def test_cli_full_disk_while_saving_is_one_line_and_keeps_the_files(tmp_path, main_in, monkeypatch):
+    code, _, err = main_in(*TINY_ARGS, "--epochs", "2")
+    assert code == 0, err
+    folder = tmp_path / "trained_nets" / TINY_RUN
+    before = {p.name: p.read_bytes() for p in folder.iterdir() if p.name != "log.out"}
+    monkeypatch.setattr(training, "open", _FullDisk, raising=False)
+    refused = main_in(*TINY_ARGS, "--epochs", "4", "--resume_model", str(folder / "model_2.t7"),
+                      "--resume_opt", str(folder / "opt_state_2.t7"))
+    _one_line_error(refused, f"cannot write {Path('trained_nets') / TINY_RUN / 'opt_state_4.t7'}",
+                    "No space left on device")
+    assert {p.name: p.read_bytes() for p in folder.iterdir() if p.name != "log.out"} == before
+    assert not [p for p in folder.iterdir() if p.name.startswith(".")]  # no temporary file left

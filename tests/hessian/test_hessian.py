@@ -22,14 +22,17 @@ from loss_landscape_toolkit.hessian import (
     HVP_MODES,
     PARAM_SETS,
     HessianOperator,
+    NonFiniteHessian,
     cast_model_and_batches,
     eigen,
     extreme_eigenvalues,
     hutchinson_trace,
+    maps,
     reference_extreme_eigenvalues,
     spectral_density,
     top_eigenvalues,
 )
+from loss_landscape_toolkit.surface import EvalSet
 
 
 # --------------------------------------------------------------------------- tiny cases
@@ -462,3 +465,87 @@ def test_spectral_density_of_an_exhausted_krylov_space_is_the_exact_spectrum_mea
     np.testing.assert_allclose(np.sort(slq.nodes), exact, rtol=0, atol=1e-9 * exact[-1])
     z = hutchinson_trace(op, probes=2, seed=0).samples[0]  # the same first probe: z^T H z
     assert abs(slq.moment(1) * 10 - z) <= 1e-10 * abs(z)
+
+
+# --------------------------------------------------------------------------- NaN and inf
+class KinkedMLP(TinyMLP):
+    """TinyMLP plus ``sqrt(||fc2.weight - start||^2)`` on every logit: the loss is finite at the
+    start, but the gradient there is inf * 0 = NaN, so every Hessian-vector product is NaN."""
+
+    def __init__(self):
+        super().__init__()
+        self.start = self.fc2.weight.detach().clone()
+
+    def forward(self, x):
+        return super().forward(x) + torch.sqrt((self.fc2.weight - self.start).pow(2).sum())
+
+
+class NaNBeyond(TinyMLP):
+    """TinyMLP whose output is a constant NaN where fc2.weight is more than ``radius`` x its
+    starting norm away from its start: the loss is NaN there, but no derivative reaches the
+    weights, so every Hessian-vector product is 0 (finite)."""
+
+    def __init__(self, radius: float):
+        super().__init__()
+        self.start, self.radius = self.fc2.weight.detach().clone(), radius
+
+    def forward(self, x):
+        out = super().forward(x)
+        far = (self.fc2.weight - self.start).norm() > self.radius * self.start.norm()
+        return torch.where(far, torch.full_like(out, math.nan), out)
+
+
+def _double_case(model: nn.Module, n: int = 24):
+    torch.manual_seed(1)
+    x, y = torch.randn(n, 4), torch.randint(0, 3, (n,))
+    return cast_model_and_batches(model.eval(), make_batches(x, y, 10), dtype=torch.float64)
+
+
+@pytest.mark.parametrize("method", EIGEN_METHODS)
+def test_nan_products_raise_non_finite_hessian_in_every_method(method):
+    torch.manual_seed(0)
+    model = KinkedMLP()
+    op = HessianOperator(model, _double_case(model), num_classes=3, **FAST)
+    assert math.isfinite(op.check_finite_loss())
+    with pytest.raises(NonFiniteHessian, match="NaN or inf"):
+        extreme_eigenvalues(op, method=method)
+    for estimate in (lambda: top_eigenvalues(op, k=2), lambda: hutchinson_trace(op, probes=2),
+                     lambda: spectral_density(op, probes=1, steps=3)):
+        with pytest.raises(NonFiniteHessian):
+            estimate()
+
+
+def test_curvature_map_is_nan_where_the_loss_is_nan_even_with_zero_products():
+    """Points beyond the radius have a NaN loss and zero products: NaN eigenvalues (not 0) and
+    no HVPs; the points between them are finite, warm start included."""
+    torch.manual_seed(0)
+    model = NaNBeyond(radius=0.75)
+    evalset = EvalSet(_double_case(model), 3)
+    direction = [torch.zeros_like(p) if name != "fc2.weight" else p.detach().clone()
+                 for name, p in model.named_parameters()]
+    xs = np.linspace(-1, 1, 5)  # |x| * ||start|| from the start: NaN at x = -1 and 1
+    with maps.hessian_task(model=model, directions=[direction], dir_type="weights", xcoordinates=xs,
+                           ycoordinates=None, evalset=evalset, loss_name="crossentropy",
+                           settings=maps.EigenSettings(float64=True)) as evaluate_points:
+        values = evaluate_points([(k, ("eig",)) for k in range(5)], lambda: None)
+    for k in (0, 4):
+        assert math.isnan(values[k]["max_eig"]) and math.isnan(values[k]["min_eig"])
+        assert values[k]["eig_hvps"] == 0
+    for k in (1, 2, 3):
+        assert np.isfinite([values[k]["max_eig"], values[k]["min_eig"]]).all()
+        assert values[k]["max_eig"] > 0 and values[k]["eig_hvps"] > 2
+
+
+@pytest.mark.parametrize("model", [KinkedMLP, lambda: NaNBeyond(radius=-1.0)], ids=["nan_products", "nan_loss"])
+def test_centre_extras_of_a_non_finite_centre_are_nan(model):
+    torch.manual_seed(0)
+    net = model()
+    arrays, attrs = maps.centre_extras(net, EvalSet(_double_case(net), 3), loss_name="crossentropy",
+                                       settings=maps.EigenSettings(float64=True), top_k=3,
+                                       trace_probes=4, density_probes=2, density_steps=5)
+    assert attrs["finite"] is False and attrs["nonfinite"]
+    assert arrays["top_eigenvalues"].shape == (3,) and np.isnan(arrays["top_eigenvalues"]).all()
+    assert arrays["trace_samples"].shape == (4,) and math.isnan(attrs["trace"])
+    assert not {"density", "density_nodes", "density_grid"} & set(arrays)
+    text = maps.format_centre_extras(arrays, attrs)
+    assert "not finite" in text and "stored as NaN" in text

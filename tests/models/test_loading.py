@@ -219,12 +219,31 @@ def test_checkpoint_path_is_a_directory(tmp_path):
         load_checkpoint_state(str(tmp_path))
 
 
-@pytest.mark.parametrize("content", [b"hello, this is not a checkpoint\n", b""], ids=["text", "empty"])
+@pytest.mark.parametrize("content", [b"hello, this is not a checkpoint\n", b"", b"# Notes\n"],
+                         ids=["text", "empty", "markdown"])
 def test_non_torch_file(tmp_path, content):
     path = tmp_path / "notes.t7"
     path.write_bytes(content)
     resave = r"torch\.save\(\{'state_dict': model\.state_dict\(\)\}, path\)"
     with raises_one_line(r"is not a readable torch file .*" + resave):
+        load_checkpoint_state(str(path))
+
+
+@pytest.mark.parametrize("name, kind", [("reference_resnet20_directions.h5", "direction"),
+                                        ("reference_resnet20_surface_5x5.h5", "surface")])
+def test_direction_or_surface_file_as_checkpoint_is_named_as_such(name, kind):
+    with raises_one_line(rf"is an HDF5 file \(a {kind} file of this toolkit or the reference code\), not a "
+                         r"PyTorch checkpoint; --model_file .*torch\.save, a \.t7 or \.pt file"):
+        load_checkpoint_state(str(DATA / name))
+
+
+def test_other_hdf5_file_as_checkpoint_is_named_as_such(tmp_path):
+    import h5py
+
+    path = tmp_path / "weights.h5"
+    with h5py.File(path, "w") as f:
+        f["conv1.weight"] = [1.0, 2.0]
+    with raises_one_line(r"'.*weights\.h5' is an HDF5 file, not a PyTorch checkpoint"):
         load_checkpoint_state(str(path))
 
 

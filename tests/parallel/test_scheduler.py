@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from loss_landscape_toolkit.parallel.scheduler import WorkQueue, point_coordinates, remaining_points, shard
+from loss_landscape_toolkit.parallel.scheduler import WorkQueue, point_coordinates, remaining_points, shard_points
 
 
 def test_remaining_points_lists_missing_groups_per_point():
@@ -24,13 +24,12 @@ def test_point_coordinates_follow_flat_order():
 
 
 @pytest.mark.parametrize("n, nshards", [(10, 3), (3, 5), (0, 2), (7, 1)])
-def test_shards_partition_the_work(n, nshards):
-    items = [(k, ("train",)) for k in range(n)]
-    parts = [shard(items, r, nshards) for r in range(nshards)]
-    assert sorted(i for p in parts for i in p) == items
+def test_shards_partition_the_grid(n, nshards):
+    parts = [shard_points(n, r, nshards) for r in range(nshards)]
+    assert sorted(int(k) for p in parts for k in p) == list(range(n))
     assert max(map(len, parts)) - min(map(len, parts)) <= 1
     with pytest.raises(ValueError):
-        shard(items, nshards, nshards)
+        shard_points(n, nshards, nshards)
 
 
 def test_work_queue():

@@ -350,6 +350,26 @@ def test_eig_ratio_needs_eigenvalues(tmp_path):
         plotting.plot_eig_ratio(S(surf))
 
 
+def test_eig_ratio_of_only_nan_points_says_so(tmp_path):
+    surf = write_surface(tmp_path / "s.h5", X9, Y5, lambda x, y: x + y,
+                         eig=(lambda x, y: np.nan + x, lambda x, y: np.inf + y))
+    with pytest.raises(UsageError, match="no finite eigenvalue pair .*all 45 computed point"):
+        plotting.plot_eig_ratio(S(surf))
+
+
+def test_hessian_density_is_not_drawn_for_a_non_finite_centre(tmp_path):
+    """A centre whose loss is NaN stores NaN top-k eigenvalues and no density: the ratio maps
+    are drawn (the NaN centre point masked), the density figure is not."""
+    surf = write_surface(tmp_path / "s.h5", X9, None, lambda x: x**2,
+                         eig=(lambda x: np.where(x == 0, np.nan, 1 + 0 * x), lambda x: -0.1 - 0.5 * x**2))
+    h5io.write_surface_group(surf, h5io.HESSIAN_CENTRE, {"top_eigenvalues": np.full(3, np.nan)},
+                             {"finite": False, "nonfinite": "the loss is nan at these weights",
+                              "trace": np.nan, "trace_stderr": np.nan})
+    paths = plotting.plot_hessian_figures(S(surf), fmt="png", dpi=DPI)
+    assert paths == [f"{surf}_1d_eig_abs_ratio.png", f"{surf}_1d_eig_ratio.png"]
+    assert not Path(f"{surf}_hessian_density.png").exists()
+
+
 # --------------------------------------------------------------------------- show
 def test_show_without_display_saves_and_warns(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("DISPLAY", raising=False)
