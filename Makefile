@@ -22,9 +22,9 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
 # The demo trains ResNet-20 on the digits for 10 epochs (a checkpoint per epoch), then computes
-# a filter-normalized 2D surface around it and the loss on the plane of the training path's
-# PCA directions, and the Hessian's |min/max| eigenvalue ratio along a line, all with
-# mpirun -n 2, and draws the figures. Reruns reuse what exists.
+# a filter-normalized 2D surface around it (--x=auto: a range fitted to the basin and its walls)
+# and the loss on the plane of the training path's PCA directions, and the Hessian's |min/max|
+# eigenvalue ratio along a line, all with mpirun -n 2, and draws the figures. Reruns reuse what exists.
 DEMO_RUN := trained_nets/resnet20_sgd_lr=0.02_bs=128_wd=0.0005_mom=0.9_save_epoch=1_noaug_dataset=digits
 DEMO_PCA := $(DEMO_RUN)/PCA_weights_save_epoch=1
 DEMO_DATA := --model resnet20 --dataset digits
@@ -35,17 +35,18 @@ demo: $(STAMP)
 	cd $(DEMO) && (test -f $(DEMO_RUN)/model_10.t7 || ../$(PY) ../cifar10/main.py $(DEMO_DATA) \
 		--epochs 10 --save_epoch 1 --lr 0.02 --noaug --channels_last)
 	cd $(DEMO) && $(MPIRUN) ../plot_surface.py $(DEMO_DATA) --data_split 4 --channels_last \
-		--model_file $(DEMO_RUN)/model_10.t7 --x=-1:1:11 --y=-1:1:11 --plot --format png
+		--model_file $(DEMO_RUN)/model_10.t7 --x=auto:21 --y=auto:21 --plot --format png
 	cd $(DEMO) && ../$(PY) ../plot_trajectory.py $(DEMO_DATA) --model_folder $(DEMO_RUN) \
 		--max_epoch 10 --format png
 	cd $(DEMO) && $(MPIRUN) ../plot_surface.py $(DEMO_DATA) --data_split 4 --channels_last \
 		--model_file $(DEMO_RUN)/model_10.t7 --dir_file $(DEMO_PCA)/directions.h5 \
 		--proj_file $(DEMO_PCA)/directions.h5_proj_cos.h5 --x=-6:1:15 --y=-2:0.5:11 --plot --format png
 	cd $(DEMO) && $(MPIRUN) ../plot_hessian_eigen.py $(DEMO_DATA) --data_split 32 \
-		--model_file $(DEMO_RUN)/model_10.t7 --x=-0.5:0.5:5 --plot --format png
+		--model_file $(DEMO_RUN)/model_10.t7 --x=auto:5 --plot --format png
 	@echo "demo files are in $(CURDIR)/$(DEMO) (checkpoints in $(DEMO)/$(DEMO_RUN))"
 
 bench: $(STAMP)
+	$(PY) bench/bench_reference.py
 	$(PY) bench/bench_surface.py
 
 clean-demo:

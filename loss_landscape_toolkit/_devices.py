@@ -1,6 +1,8 @@
 """Where a process computes: its torch device (one GPU per rank on a node) and its CPU threads."""
 from __future__ import annotations
 
+import os
+
 import torch
 
 from .errors import UsageError
@@ -43,14 +45,28 @@ def choose_device(spec: str | None, *, cuda: bool = False, prefer_gpu: bool = Fa
     return device
 
 
-def set_threads(threads: int | None) -> None:
-    """CPU threads of torch in this process (None: torch's own choice).
+def set_threads(threads: int | None, *, ranks_on_node: int = 1) -> str:
+    """Set torch's CPU threads of this process; returns how many and why, for the start-up report.
+
+    ``threads`` None picks them from the allocation: ``SLURM_CPUS_PER_TASK`` under SLURM, else the
+    cores this process may use shared by the ``ranks_on_node`` processes of its node (torch's own
+    default takes every core in every process, which oversubscribes the cores under mpirun). An
+    ``OMP_NUM_THREADS`` of the user's is left to torch.
 
     Raises:
         UsageError: ``threads`` < 1.
     """
-    if threads is None:
-        return
-    if threads < 1:
-        raise UsageError(f"--threads must be >= 1, got {threads}")
+    if threads is not None:
+        if threads < 1:
+            raise UsageError(f"--threads must be >= 1, got {threads}")
+        why = "--threads"
+    elif os.environ.get("OMP_NUM_THREADS"):
+        return f"{torch.get_num_threads()} (OMP_NUM_THREADS)"
+    elif os.environ.get("SLURM_CPUS_PER_TASK", "").isdigit():
+        threads, why = int(os.environ["SLURM_CPUS_PER_TASK"]), "SLURM_CPUS_PER_TASK"
+    else:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        threads = max(1, cores // max(1, ranks_on_node))
+        why = f"{cores} core(s) / {ranks_on_node} process(es) on this node"
     torch.set_num_threads(threads)
+    return f"{threads} ({why})"

@@ -106,6 +106,17 @@ def assert_usage_error(proc: subprocess.CompletedProcess, *fragments: str) -> st
     return err
 
 
+def assert_main_usage_error(capsys, main, argv, *fragments: str) -> str:
+    """``main(argv)`` of a CLI, in this process as the script runs it: exit code 2, exactly one
+    line on stderr, no traceback, containing ``fragments``."""
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    for fragment in fragments:
+        assert fragment in err, (fragment, err)
+    return err
+
+
 @pytest.fixture
 def checkpoint(tmp_path: Path) -> Path:
     """A checkpoint of the tiny model, in the reference's format, in tmp_path."""

@@ -101,23 +101,40 @@ def reports_usage_errors(prog: str) -> Callable[[MainFn], MainFn]:
 
 
 # --------------------------------------------------------------------------- ranges
+AUTO_NUM = 51  # points of a bare ``auto`` range (the reference's default count)
+
+
 @dataclass(frozen=True)
 class GridRange:
-    """``min:max:num`` of one axis."""
+    """``min:max:num`` of one axis. ``auto`` (written ``auto`` or ``auto:num``): the ends are not
+    known yet; cli/job.py finds them from the loss and replaces the range before it is used."""
 
     vmin: float
     vmax: float
     num: int
+    auto: bool = False
 
     def coordinates(self) -> np.ndarray:
-        return np.linspace(self.vmin, self.vmax, self.num)
+        """``linspace(vmin, vmax, num)``, with a point that only rounding keeps off 0 put at 0
+        exactly (the centre model itself)."""
+        self._check_resolved()
+        coords = np.linspace(self.vmin, self.vmax, self.num)
+        if self.num > 1:
+            coords[np.abs(coords) <= 1e-12 * (self.vmax - self.vmin)] = 0.0
+        return coords
 
     def as_tuple(self) -> tuple[float, float, int]:
+        self._check_resolved()
         return (self.vmin, self.vmax, self.num)
+
+    def _check_resolved(self) -> None:
+        if self.auto:
+            raise ValueError("an automatic range has no coordinates before its ends are found")
 
 
 def parse_range(text: str | None, flag: str) -> GridRange:
     """Parse ``min:max:num`` (e.g. ``-1:1:51``). ``num`` may be written ``51.0`` (old scripts).
+    ``auto`` or ``auto:num`` gives an automatic range (``GridRange.auto``; ``AUTO_NUM`` points).
 
     Raises:
         RangeError: anything else, with the expected form.
@@ -125,6 +142,8 @@ def parse_range(text: str | None, flag: str) -> GridRange:
     example = f"{flag}=-1:1:51"
     if text is None or not text.strip():
         raise RangeError(f"{flag} is empty; expected min:max:num, e.g. {example}")
+    if text.strip().split(":")[0] == "auto":
+        return _parse_auto(text.strip(), flag)
     parts = text.split(":")
     if len(parts) != 3:
         raise RangeError(f"{flag}={text} has {len(parts)} field(s); expected min:max:num, e.g. {example}")
@@ -142,6 +161,20 @@ def parse_range(text: str | None, flag: str) -> GridRange:
     if num == 1 and vmin != vmax:
         raise RangeError(f"{flag}={text}: one point needs min == max (e.g. {flag}=0:0:1)")
     return GridRange(vmin, vmax, num)
+
+
+def _parse_auto(text: str, flag: str) -> GridRange:
+    """``auto`` or ``auto:num`` (num >= 2; an even num is raised to odd when the range is found)."""
+    parts = text.split(":")
+    num_text = parts[1] if len(parts) == 2 else str(AUTO_NUM) if len(parts) == 1 else ""
+    try:
+        num_f = float(num_text)
+    except ValueError:
+        num_f = math.nan
+    if not (math.isfinite(num_f) and num_f == int(num_f) and num_f >= 2):
+        raise RangeError(f"{flag}={text}: expected auto or auto:num with a whole number of points >= 2, "
+                         f"e.g. {flag}=auto:51")
+    return GridRange(math.nan, math.nan, int(num_f), auto=True)
 
 
 # --------------------------------------------------------------------------- sizes that fit
@@ -246,11 +279,15 @@ def add_parallel_args(parser: argparse.ArgumentParser, *, speed: bool = True) ->
     g.add_argument("--ngpu", type=int, default=1,
                    help="if > 1, wrap the model in DataParallel over all visible GPUs")
     g.add_argument("--threads", type=int, default=None,
-                   help="CPU threads per process for torch (default: torch's own choice)")
+                   help="CPU threads per process for torch (default: SLURM_CPUS_PER_TASK under SLURM, "
+                        "else the cores shared by the processes of the node)")
     if not speed:
         return
-    g.add_argument("--channels_last", action="store_true",
-                   help="NHWC memory format for model and data (faster convolutions on many CPUs/GPUs)")
+    g.add_argument("--channels_last", action="store_true", default=None,
+                   help="NHWC memory format for model and data (default: on for convolutional models "
+                        "whose forward accepts it; faster on CPUs and GPUs)")
+    g.add_argument("--no_channels_last", dest="channels_last", action="store_false",
+                   help="keep the default NCHW memory format")
     g.add_argument("--compile", action="store_true",
                    help="torch.compile the model (one-time compile cost per process; see README)")
     g.add_argument("--bf16", action="store_true",
@@ -296,8 +333,14 @@ def add_direction_args(parser: argparse.ArgumentParser, *, same_dir: bool = True
     g.add_argument("--dir_file", default="", help="use this existing direction file")
     g.add_argument("--dir_type", default="weights", choices=DIR_TYPES,
                    help="weights: parameters only; states: state_dict incl. BatchNorm statistics")
-    g.add_argument("--x", default="-1:1:51", help="xmin:xmax:xnum (write --x=-1:1:51)")
-    checked(g.add_argument("--y", default=None, help="ymin:ymax:ynum; gives a 2D surface"), _check_grid_flags)
+    g.add_argument("--x", default="-1:1:51",
+                   help="xmin:xmax:xnum (write --x=-1:1:51), or auto:xnum: a range around the basin, "
+                        "found from a few loss evaluations (see --auto_rise)")
+    checked(g.add_argument("--y", default=None, help="ymin:ymax:ynum or auto:ynum; gives a 2D surface"),
+            _check_grid_flags)
+    g.add_argument("--auto_rise", type=float, default=None,
+                   help="with auto ranges: the basin ends where the loss exceeds the centre's by this much "
+                        "(default: max(1, loss at the centre))")
     norms, ignores = choices_with_empty(NORMS), choices_with_empty(IGNORES)
     g.add_argument("--xnorm", default="filter", choices=norms, help="normalization of x (default filter)")
     g.add_argument("--ynorm", default="filter", choices=norms, help="normalization of y (default filter)")
@@ -327,10 +370,23 @@ def add_run_args(parser: argparse.ArgumentParser) -> None:
 
 
 def add_level_args(group: argparse._ArgumentGroup) -> None:
-    """``--vmin``, ``--vmax``, ``--vlevel``: the contour levels ``arange(vmin, vmax, vlevel)``."""
-    group.add_argument("--vmax", type=float, default=10, help="highest contour level, heat-map and 3D limit")
-    group.add_argument("--vmin", type=float, default=0.1, help="lowest contour level, heat-map lower limit")
-    checked(group.add_argument("--vlevel", type=float, default=0.5, help="contour spacing"), check_levels)
+    """``--vmin``, ``--vmax``, ``--vlevel``: None unless given. With none given, the figures take
+    their levels from the data; with any, the reference's ``arange(vmin, vmax, vlevel)``."""
+    from ..plotting._levels import REFERENCE_LEVELS  # plotting programs only: matplotlib is loaded anyway
+
+    vmin, vmax, vlevel = REFERENCE_LEVELS
+    unset = "if none of --vmin/--vmax/--vlevel is given, levels come from the data"
+    group.add_argument("--vmax", type=float, default=None,
+                       help=f"highest contour level, heat-map upper limit and 3D clip ({unset}; "
+                            f"reference default {vmax:g})")
+    group.add_argument("--vmin", type=float, default=None,
+                       help=f"lowest contour level and heat-map lower limit ({unset}; reference default {vmin:g})")
+    checked(group.add_argument(
+        "--vlevel", type=float, default=None,
+        help=f"contour spacing. Default: levels from the data (about 20, log-spaced in the rise over the "
+             f"minimum; error/accuracy maps every 5 on 0-100). Giving any of --vmin/--vmax/--vlevel draws "
+             f"the reference's arange(vmin, vmax, vlevel), with {vmin:g}, {vmax:g} and {vlevel:g} for "
+             f"those left out"), check_levels)
 
 
 def check_loss_max(args: argparse.Namespace) -> None:
@@ -347,18 +403,18 @@ MAX_LEVELS = 1000  # contour levels of one figure (the defaults give 20; 1000 ta
 
 
 def check_levels(args: argparse.Namespace) -> None:
-    """--vmin < --vmax, both finite, and --vlevel > 0 spacing them into at most MAX_LEVELS levels.
+    """None of --vmin/--vmax/--vlevel given (levels from the data), or, with the reference's
+    values for those left out: --vmin < --vmax, both finite, and --vlevel > 0 spacing them into
+    at most MAX_LEVELS levels.
 
     Raises:
         RangeError: with the flags to change.
     """
-    vmin, vmax, vlevel = args.vmin, args.vmax, args.vlevel
-    if not all(math.isfinite(v) for v in (vmin, vmax, vlevel)):
-        raise RangeError(f"--vmin, --vmax and --vlevel must be finite, got {vmin}, {vmax}, {vlevel}")
-    if not vmin < vmax:
-        raise RangeError(f"--vmin ({vmin}) must be smaller than --vmax ({vmax})")
-    if not vlevel > 0:
-        raise RangeError(f"--vlevel (the contour spacing) must be > 0, got {vlevel}")
+    from ..plotting._levels import flags_given, reference_limits
+
+    if not flags_given(args.vmin, args.vmax, args.vlevel):
+        return
+    vmin, vmax, vlevel = reference_limits(args.vmin, args.vmax, args.vlevel)
     count = (vmax - vmin) / vlevel
     if not count <= MAX_LEVELS:
         raise RangeError(f"--vmin {vmin:g} --vmax {vmax:g} --vlevel {vlevel:g} makes {count:.3g} contour levels, "

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import datetime
 import os
 import platform
@@ -36,11 +37,12 @@ from ..directions import (
     tensors_of,
 )
 from ..errors import FileFormatError, ModelError, SilentExit, UsageError
-from ..evaluation import check_model_fits, make_batches
+from ..evaluation import batches_to_channels_last, check_model_fits, make_batches, resolve_channels_last
 from ..models import list_models
 from ..models.loading import build_model, load_model, state_fingerprint
 from ..parallel.world import World, detect_world, env_rank
 from ..surface import EvalSet, check_resumable_surface, same_model_on_all_ranks
+from . import auto_range
 from .args import GridRange, norm_choice, parse_range
 
 # settings that change the numbers in a surface file: a resume must not mix them
@@ -61,6 +63,8 @@ class Job:
     y: GridRange | None
     model_fingerprint: str
     shard: int | None = None  # this job's shard with --of N (from --rank or a SLURM job array)
+    speed: str = ""  # the speed options chosen and why (start-up report)
+    auto_range: dict = dataclasses.field(default_factory=dict)  # how auto ranges were found (file attribute)
 
     def coordinates(self) -> tuple[np.ndarray, np.ndarray | None]:
         return self.x.coordinates(), None if self.y is None else self.y.coordinates()
@@ -88,10 +92,11 @@ def prepare_job(args: argparse.Namespace, world: World) -> Job:
         x = parse_range(args.x, "--x")
         y = None if args.y is None else parse_range(args.y, "--y")
         shard = check_run_mode(args)
+        auto_range.check_rise(getattr(args, "auto_rise", None))
         if args.dir_file and not os.path.isfile(args.dir_file):
             raise FileFormatError(f"--dir_file {args.dir_file} does not exist")
         check_model_spec(args.model, [args.model_file, args.model_file2, args.model_file3])
-        device = configure_torch(args, world)
+        device, threads = configure_torch(args, world)
         if world.is_root:  # rank 0 alone may download missing data
             evalsets = load_evalsets(args, device=device)
     with world.agreed("loading the data and the model"):
@@ -100,6 +105,7 @@ def prepare_job(args: argparse.Namespace, world: World) -> Job:
         num_classes = evalsets["train"].num_classes
         model = load_seeded_model(args, num_classes=num_classes, model_file=args.model_file)
         check_model_on_data(args, model, evalsets)
+        speed = choose_speed_options(args, model, evalsets, threads=threads)
         dir_file = direction_file_name(args, two_d=y is not None)
     model_fingerprint = same_model_on_all_ranks(world, model)
     created = False
@@ -113,8 +119,9 @@ def prepare_job(args: argparse.Namespace, world: World) -> Job:
         directions = load_directions(dir_file, model, dir_type=args.dir_type,
                                      ndirections=1 if y is None else 2)
         check_reused_directions(args, directions, model_fingerprint)
-        surf_file = surface_file_name(args, dir_file, x, y)
-    job = Job(model, evalsets, dir_file, directions, surf_file, x, y, model_fingerprint, shard)
+    x, y, auto = resolve_auto_ranges(args, world, model.to(device), evalsets, directions.directions, x, y)
+    job = Job(model, evalsets, dir_file, directions, surface_file_name(args, dir_file, x, y), x, y,
+              model_fingerprint, shard, speed, auto)
     with world.agreed("setting up the surface file"):
         if world.is_root:
             resumed = setup_surface_file(args, world, job)
@@ -123,6 +130,40 @@ def prepare_job(args: argparse.Namespace, world: World) -> Job:
     if args.ngpu > 1:
         job.model = nn.DataParallel(job.model)
     return job
+
+
+# --------------------------------------------------------------------------- automatic ranges
+def resolve_auto_ranges(args: argparse.Namespace, world: World, model: nn.Module, evalsets: dict[str, EvalSet],
+                        directions: Sequence[Sequence[Any]], x: GridRange,
+                        y: GridRange | None) -> tuple[GridRange, GridRange | None, dict]:
+    """Replace ``auto`` ranges by grids over the basin (see cli/auto_range.py): rank 0 probes the
+    loss and every rank gets its result. Returns the two ranges and the ``auto_range`` attribute."""
+    given = [("--x", args.x, x), ("--y", args.y, y)]
+    axes = [(k, flag, text) for k, (flag, text, grid) in enumerate(given) if grid is not None and grid.auto]
+    if not axes:
+        return x, y, {}
+    found = None
+    with world.agreed("finding the automatic range"):
+        if world.is_root:
+            loss_along = auto_range.plane_loss(
+                model, directions, evalsets, dir_type=args.dir_type, loss_name=args.loss_name,
+                channels_last=bool(getattr(args, "channels_last", False)), bf16=getattr(args, "bf16", False))
+            found = auto_range.probe_ranges(loss_along, axes, rise=getattr(args, "auto_rise", None))
+    centre, rise, probes = world.bcast(found)
+    asked = {flag: grid for flag, _, grid in given}
+    grids = {p.flag: p.grid(asked[p.flag].num) for p in probes}
+    if world.is_root:
+        lines = [f"automatic range: loss {centre:.4g} at the centre (1 evaluation); the basin ends where it "
+                 f"reaches {centre + rise:.4g} (centre + rise {rise:.4g})"]
+        for probe in probes:
+            lines.append(auto_range.describe(probe, grids[probe.flag]))
+            if grids[probe.flag].num != asked[probe.flag].num:
+                lines.append(f"note: {probe.flag}={probe.asked} asks for an even number of points; using "
+                             f"{grids[probe.flag].num} so that 0 is a grid point")
+            lines += [f"note: {note}" for note in probe.notes]
+        print("\n".join(lines), flush=True)
+    record = auto_range.record(centre, rise, probes, list(grids.values()))
+    return grids.get("--x", x), grids.get("--y", y), record
 
 
 # --------------------------------------------------------------------------- checks
@@ -170,12 +211,29 @@ def check_model_on_data(args: argparse.Namespace, model: nn.Module, evalsets: di
 
 
 # --------------------------------------------------------------------------- loading
-def configure_torch(args: argparse.Namespace, world: World) -> torch.device:
-    """Threads and device of this rank."""
-    set_threads(args.threads)
+def configure_torch(args: argparse.Namespace, world: World) -> tuple[torch.device, str]:
+    """Threads and device of this rank; the threads chosen and why, for the start-up report."""
+    ranks_on_node = world.hosts.count(world.hosts[world.rank]) if world.hosts else 1
+    threads = set_threads(args.threads, ranks_on_node=ranks_on_node)
     if getattr(args, "points_per_forward", 1) < 1:
         raise UsageError(f"--points_per_forward must be >= 1, got {args.points_per_forward}")
-    return choose_device(args.device, cuda=args.cuda, local_rank=world.local_rank, ngpu=args.ngpu)
+    return choose_device(args.device, cuda=args.cuda, local_rank=world.local_rank, ngpu=args.ngpu), threads
+
+
+def choose_speed_options(args: argparse.Namespace, model: nn.Module, evalsets: dict[str, EvalSet], *,
+                         threads: str) -> str:
+    """Settle the memory format (``args.channels_last``: on by default where it is faster and the
+    model accepts it), converting the model and the batches to it; returns what was chosen and
+    why, as the start-up report's line."""
+    parts = [f"threads {threads}"]
+    if hasattr(args, "channels_last"):  # the programs with speed options
+        args.channels_last, why = resolve_channels_last(args.channels_last, model, evalsets["train"].batches[0][0])
+        if args.channels_last:
+            for split, evalset in evalsets.items():
+                evalsets[split] = dataclasses.replace(evalset, batches=batches_to_channels_last(evalset.batches))
+        parts += [f"channels_last {'on' if args.channels_last else 'off'} ({why})",
+                  f"compile {'on' if args.compile else 'off'}"]
+    return "; ".join(parts)
 
 
 def load_seeded_model(args: argparse.Namespace, *, num_classes: int, model_file: str) -> nn.Module:
@@ -350,7 +408,8 @@ def create_surface_like(args: argparse.Namespace, world: World, job: Job, path: 
     attrs = provenance(args, world, {
         "dir_fingerprint": job.directions.fingerprint, "model_fingerprint": job.model_fingerprint,
         "model": args.model, "model_file": args.model_file,
-        "grid_convention": "Z[iy, ix] = f(xcoordinates[ix], ycoordinates[iy])", **(extra or {})})
+        "grid_convention": "Z[iy, ix] = f(xcoordinates[ix], ycoordinates[iy])",
+        **({"auto_range": job.auto_range} if job.auto_range else {}), **(extra or {})})
     h5io.create_surface_file(path, dir_file=job.dir_file, xcoordinates=xcoords,
                              ycoordinates=ycoords, attrs=attrs, shard_points=shard_points)
 
@@ -379,6 +438,7 @@ def announce(args: argparse.Namespace, world: World, job: Job, *, created: bool,
     lines = [
         f"model: {args.model}" + (f" from {args.model_file}" if args.model_file else " (random init)"),
         f"data: {data}; batch size {args.batch_size}; {world.size} process(es)",
+        f"speed: {job.speed}",
         f"direction file: {job.dir_file} ({'created' if created else 'reused'})",
         f"surface file: {job.surf_file} ({surface_state})",
         f"grid: {grid}",

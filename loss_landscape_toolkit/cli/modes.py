@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
 import time
 from typing import Callable, ContextManager, Sequence
@@ -136,7 +137,8 @@ def merge_shards(args: argparse.Namespace, job: Job, groups: Sequence[MetricGrou
 # --------------------------------------------------------------------------- estimate
 def estimate(job: Job, groups: Sequence[MetricGroup], evaluate_points: PointsFn, *, nranks: int,
              chunk: int = 1) -> None:
-    """Time one warm-up chunk and a few more, spread over the remaining grid; print the plan."""
+    """Time one warm-up chunk and a few more, spread over the remaining grid; print the plan and
+    what to ask SLURM for (ranks and --time)."""
     if os.path.exists(job.surf_file):
         surface = h5io.read_surface_file(job.surf_file)
         todo = remaining_points(surface.done_masks(groups))
@@ -149,11 +151,13 @@ def estimate(job: Job, groups: Sequence[MetricGroup], evaluate_points: PointsFn,
     seconds = _time_chunks([todo[i:i + chunk] for i in starts], evaluate_points)
     per_point = float(np.mean(seconds[1:])) if len(seconds) > 1 else seconds[0]
     plan = ", ".join(f"{n}: {_duration(len(todo) * per_point / n)}" for n in (1, 2, 4, 8, 16, 32, 64, 128))
+    on_gpu = any(p.is_cuda for p in job.model.parameters())
     print(f"estimate: {len(todo)} of {job.npoints} points to compute; {per_point:.3g} s per point "
           f"(timed {len(seconds) - 1 or 1} point(s) after a warm-up of {seconds[0]:.3g} s)\n"
           f"estimate: expected wall time with {nranks} rank(s): "
           f"{_duration(len(todo) * per_point / nranks)} (plus start-up)\n"
-          f"estimate: by number of ranks: {plan}", flush=True)
+          f"estimate: by number of ranks: {plan}\n"
+          f"{_slurm_advice(len(todo) * per_point, len(todo), on_gpu=on_gpu)}", flush=True)
 
 
 def _time_chunks(chunks: Sequence[Sequence[WorkItem]], evaluate_points: PointsFn) -> list[float]:
@@ -172,6 +176,34 @@ def _duration(seconds: float) -> str:
     if seconds < 5400:
         return f"{seconds / 60:.1f} min"
     return f"{seconds / 3600:.1f} h"
+
+
+def _slurm_advice(seconds: float, npoints: int, *, on_gpu: bool) -> str:
+    """What to ask SLURM for: the time with 4 GPUs (ranks), and the ranks and --time that finish
+    within 1 h and within 4 h. Assumes the work splits evenly over ranks, one point each at least."""
+    unit = "GPUs" if on_gpu else "CPU ranks (cores shared on a node slow each one down)"
+    gpus = " --gpus-per-task=1" if on_gpu else ""
+    lines = [f"estimate: with 4 {unit}: ~{_duration(seconds / min(4, npoints))} "
+             f"(sbatch --nodes=1 --ntasks=4{gpus})"]
+    targets: dict[int, str] = {}
+    for hours in (1, 4):
+        ranks = min(npoints, max(1, math.ceil(seconds / (hours * 3600))))
+        wall = seconds / ranks
+        reach = "" if wall <= hours * 3600 else ", the most that helps: one point per rank"
+        targets.setdefault(ranks, f"under {hours} h: --ntasks={ranks} (~{_duration(wall)}{reach}; "
+                                  f"--time={_slurm_time(1.5 * wall + 600)})")
+    nodes = ("on nodes of G GPUs also --nodes=ntasks/G" if on_gpu
+             else "more ranks than a node has cores: also --nodes")
+    lines.append(f"estimate: suggested for {'; '.join(targets.values())}; {nodes} "
+                 f"(sbatch options, or SBATCH_ARGS of slurm/submit.sh; --time has a 50% + 10 min margin)")
+    return "\n".join(lines)
+
+
+def _slurm_time(seconds: float) -> str:
+    """``seconds`` rounded up to whole minutes, as sbatch --time reads it ([D-]HH:MM:SS)."""
+    minutes = math.ceil(seconds / 60)
+    days, minutes = divmod(minutes, 24 * 60)
+    return f"{days}-{minutes // 60:02d}:{minutes % 60:02d}:00" if days else f"{minutes // 60:02d}:{minutes % 60:02d}:00"
 
 
 # --------------------------------------------------------------------------- after a run

@@ -1,5 +1,6 @@
 """Re-plot 2D surface files: contours, filled contours, heat map, 3D surface, trajectories.
 
+    python plot_2D.py -f SURFACE.h5                      # levels from the data
     python plot_2D.py -f SURFACE.h5 --surf_name train_loss --vmin 0.1 --vmax 10 --vlevel 0.5
     python plot_2D.py -f SURFACE.h5 --dir_file directions.h5 --proj_file directions.h5_proj_cos.h5 \
         --decay_epochs 150 225 275
@@ -8,7 +9,9 @@
 With a surface file: the four figures ``_{surf_name}_2dcontour``, ``_2dcontourf``,
 ``_2dheat``, ``_3dsurface`` next to it, then the comparable numbers of each loss array. With a
 projection file too: the contours with the trajectory (``{proj_file}_{surf_name}_2dcontour_proj``);
-with a projection file only: the trajectory (``{proj_file}.pdf``).
+with a projection file only: the trajectory (``{proj_file}.pdf``). Contour levels come from the
+data (error/accuracy maps: 0-100) unless any of --vmin/--vmax/--vlevel is given: then the
+reference's ``arange(vmin, vmax, vlevel)``, with 0.1, 10, 0.5 for the flags left out.
 """
 from __future__ import annotations
 
@@ -62,7 +65,7 @@ def check_flags(args: argparse.Namespace) -> None:
     """
     if args.level is not None and not math.isfinite(args.level):
         raise RangeError(f"--level must be a finite number (or left out: centre + 0.1), got {args.level}")
-    if args.log and not args.vmax > 0:
+    if args.log and args.vmax is not None and not args.vmax > 0:
         raise RangeError(f"--log draws log10 of the 3D surface clipped at --vmax, so --vmax must be > 0, "
                          f"got {args.vmax:g}")
 

@@ -24,6 +24,7 @@ from ..errors import UsageError
 from ..models.loading import build_model
 from ..parallel.world import World
 from . import args as cli_args
+from .auto_range import readable_ceil
 from .job import provenance
 
 PROG = "plot_trajectory.py"
@@ -97,11 +98,15 @@ def surface_command(args: argparse.Namespace, *, final_file: str, dir_file: str,
     return shlex.join(parts)
 
 
-def grid_range(values: np.ndarray, num: int = 21) -> str:
-    """``min:max:num`` covering ``values`` and 0 (the final model) with a margin, rounded outward."""
+def grid_range(values: np.ndarray, points: int = 21) -> str:
+    """``min:max:num`` over ``values`` and 0 (the final model) with a 10 % margin on each side.
+
+    The step is a readable number (see ``auto_range.readable_ceil``) of about 1/(points - 1) of
+    the span, and both ends are whole multiples of it, so 0 is a grid point: the contours pass
+    through the final model itself. The count is then about ``points``.
+    """
     lo, hi = min(float(values.min()), 0.0), max(float(values.max()), 0.0)
     pad = 0.1 * (hi - lo) if hi > lo else 1.0
-    lo, hi = lo - pad, hi + pad
-    step = 10.0 ** math.floor(math.log10(hi - lo)) / 10
-    lo, hi = math.floor(lo / step) * step, math.ceil(hi / step) * step
-    return f"{lo:.6g}:{hi:.6g}:{num}"
+    step = readable_ceil((hi - lo + 2 * pad) / (points - 1))
+    first, last = math.floor((lo - pad) / step), math.ceil((hi + pad) / step)
+    return f"{first * step:.6g}:{last * step:.6g}:{last - first + 1}"

@@ -32,15 +32,16 @@ __all__ = [
 ]
 
 
-def plot_surface_figures(surface: SurfaceFile, *, surf_name: str = "train_loss", vmin: float = 0.1,
-                         vmax: float = 10, vlevel: float = 0.5, loss_max: float = 5, log: bool = False,
-                         proj: ProjectionFile | None = None, pc_variance: np.ndarray | None = None,
+def plot_surface_figures(surface: SurfaceFile, *, surf_name: str = "train_loss", vmin: float | None = None,
+                         vmax: float | None = None, vlevel: float | None = None, loss_max: float = 5,
+                         log: bool = False, proj: ProjectionFile | None = None, pc_variance: np.ndarray | None = None,
                          fmt: str = "pdf", show: bool = False, dpi: int = DPI) -> list[str]:
     """What ``plot_surface.py --plot`` draws after computing (call it on the writer process only).
 
     A 1D file gets the 1D figures (:func:`plot_1d_loss_err`, with ``loss_max`` and ``log``); a
     2D file the contour, filled contour, heat map and 3D surface of ``surf_name``
-    (:func:`plot_2d_contour`), or, with a projection ``proj``, the contours with the trajectory
+    (:func:`plot_2d_contour`; levels from the data unless ``vmin``/``vmax``/``vlevel`` are
+    given), or, with a projection ``proj``, the contours with the trajectory
     (:func:`plot_contour_trajectory`; ``pc_variance`` on the axes). A 2D grid with a single
     point on an axis gets a note and no figure.
 

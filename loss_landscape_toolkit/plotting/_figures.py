@@ -15,10 +15,12 @@ from typing import Iterator
 
 import matplotlib
 import numpy as np
+from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from .. import _files
-from .._options import FORMATS
+from .._options import FORMATS, NORMS
 from ..errors import RangeError, UsageError
 from ..h5io import SurfaceFile
 from ..stats import get_metric
@@ -115,15 +117,6 @@ def check_output(fmt: str, dpi: int, *, loss_max: float = 1.0) -> None:
         raise RangeError(f"--loss_max must be > 0, got {loss_max}")
 
 
-def check_levels(vmin: float, vmax: float, vlevel: float) -> None:
-    if not np.isfinite([vmin, vmax, vlevel]).all():
-        raise RangeError(f"--vmin, --vmax and --vlevel must be finite, got {vmin}, {vmax}, {vlevel}")
-    if not vmin < vmax:
-        raise RangeError(f"--vmin ({vmin}) must be smaller than --vmax ({vmax})")
-    if not vlevel > 0:
-        raise RangeError(f"--vlevel (the contour spacing) must be > 0, got {vlevel}")
-
-
 def check_dims(surface: SurfaceFile, dims: int) -> None:
     """Refuse a 1D file where 2D figures are asked for, and the other way round.
 
@@ -154,22 +147,66 @@ def xlim(x: np.ndarray, xmin: float | None, xmax: float | None) -> tuple[float, 
     return (float(x.min()) if xmin is None else xmin, float(x.max()) if xmax is None else xmax)
 
 
-def finish_1d(ax, limits: tuple[float, float], *, ylabel: str) -> None:
+def finish_1d(ax, limits: tuple[float, float], *, ylabel: str, xlabel: str = "alpha") -> None:
     if limits[0] < limits[1]:
         ax.set_xlim(*limits)
     ax.set_ylabel(ylabel, fontsize="xx-large")
+    ax.set_xlabel(xlabel, fontsize="x-large")
     ax.tick_params(labelsize="x-large")
+    sparse_ticks(ax)
 
 
-def axes_xy(ax) -> None:
-    ax.set_xlabel("x")
-    ax.set_ylabel("y")
+def sparse_ticks(ax, *, both: bool = False) -> None:
+    """At most 6 round x ticks (and y ones with ``both``): at the large tick font, more touch."""
+    for axis in (ax.xaxis, ax.yaxis) if both else (ax.xaxis,):
+        axis.set_major_locator(MaxNLocator(nbins=5, steps=[1, 2, 2.5, 5, 10]))
 
 
-def heat_map(fig: Figure, x, y, z, *, vmin: float | None, vmax: float | None, label: str) -> None:
-    """Cells centred on the grid points, x horizontal, y upwards (matplotlib; no seaborn)."""
+def direction_text(surface: SurfaceFile, axis: str) -> str | None:
+    """How the file says its ``axis`` ('x' or 'y') direction was made, e.g. 'filter-normalized
+    direction'; None when it does not say (files of the reference, a reused --dir_file)."""
+    settings = surface.attrs.get("settings")
+    if not isinstance(settings, dict) or settings.get("dir_file"):
+        return None
+    if axis == "y" and settings.get("same_dir"):
+        axis = "x"
+    if settings.get("model_file2" if axis == "x" else "model_file3"):
+        return "0: model_file, 1: " + ("model_file2" if axis == "x" else "model_file3")
+    norm = settings.get(f"{axis}norm")
+    if norm in ("", "none"):
+        return "random direction, not normalized"
+    if norm in NORMS:
+        return f"{norm}-normalized direction"
+    return None
+
+
+def axis_label(surface: SurfaceFile, axis: str, plain: str) -> str:
+    """``plain`` followed by the direction's description when the file has one."""
+    text = direction_text(surface, axis)
+    return plain if text is None else f"{plain} ({text})"
+
+
+def axes_xy(ax, labels: tuple[str, str] = ("x", "y")) -> None:
+    ax.set_xlabel(labels[0])
+    ax.set_ylabel(labels[1])
+
+
+def heat_map(fig: Figure, x, y, z, *, vmin: float | None = None, vmax: float | None = None, label: str,
+             norm: Normalize | None = None, ticks: tuple[np.ndarray, list[str]] | None = None,
+             labels: tuple[str, str] = ("x", "y"), extend: str = "neither") -> None:
+    """Cells centred on the grid points, x horizontal, y upwards (matplotlib; no seaborn), and
+    a colour bar over the colour range (``norm``, else ``vmin``..``vmax``), with ``ticks``
+    (values and texts) when given."""
     ax = fig.add_subplot()
     cmap = matplotlib.colormaps["viridis"].with_extremes(bad=MASKED_COLOUR)
-    mesh = ax.pcolormesh(x, y, z, shading="nearest", cmap=cmap, vmin=vmin, vmax=vmax)
-    fig.colorbar(mesh, ax=ax, label=label)
-    axes_xy(ax)
+    mesh = ax.pcolormesh(x, y, z, shading="nearest", cmap=cmap, norm=norm or Normalize(vmin, vmax))
+    bar = fig.colorbar(mesh, ax=ax, label=label, extend=extend)
+    if ticks is not None:
+        bar.set_ticks(ticks[0], labels=ticks[1])
+    axes_xy(ax, labels)
+
+
+def beyond(z: np.ma.MaskedArray, lo: float, hi: float) -> str:
+    """A colour bar's ``extend``: which ends of the colour range ``lo``..``hi`` the values pass."""
+    low, high = bool(z.min() < lo), bool(z.max() > hi)
+    return "both" if low and high else "min" if low else "max" if high else "neither"

@@ -16,7 +16,18 @@ from .._options import DPI
 from ..errors import UsageError
 from ..h5io import SurfaceFile
 from ..stats import get_metric
-from ._figures import check_dims, check_output, figures, finish_1d, masked, save, xlim
+from ._figures import (
+    axis_label,
+    check_dims,
+    check_output,
+    direction_text,
+    figures,
+    finish_1d,
+    masked,
+    save,
+    sparse_ticks,
+    xlim,
+)
 
 
 def plot_1d_loss_err(surface: SurfaceFile, *, xmin: float | None = None, xmax: float | None = None,
@@ -49,17 +60,18 @@ def plot_1d_loss_err(surface: SurfaceFile, *, xmin: float | None = None, xmax: f
     curves = _curves(surface)
     limits = xlim(surface.xcoordinates, xmin, xmax)
     x = surface.xcoordinates
+    xlabel = x_label(surface)
     paths = []
     with figures(show) as figs:
         fig = figs.new()
-        _draw_loss_acc(fig, [(x, curves, "")], limits=limits, loss_max=loss_max, log=log)
+        _draw_loss_acc(fig, [(x, curves, "")], limits=limits, loss_max=loss_max, log=log, xlabel=xlabel)
         paths.append(save(fig, curve_figure(surface.path, "loss_acc", log=log), fmt=fmt, dpi=dpi))
 
         fig = figs.new()
         ax = fig.add_subplot()
         ax.plot(x, curves["train"][0], "b-", linewidth=1)
         _loss_axis(ax, [curves["train"][0]], loss_max=loss_max, log=log)
-        finish_1d(ax, limits, ylabel="Training loss")
+        finish_1d(ax, limits, ylabel="Training loss", xlabel=xlabel)
         paths.append(save(fig, curve_figure(surface.path, "train_loss", log=log), fmt=fmt, dpi=dpi))
 
         if curves["train"][1] is not None:
@@ -71,7 +83,7 @@ def plot_1d_loss_err(surface: SurfaceFile, *, xmin: float | None = None, xmax: f
             ax.set_ylim(0, 100)
             if "test" in curves:
                 ax.legend()
-            finish_1d(ax, limits, ylabel="Error (%)")
+            finish_1d(ax, limits, ylabel="Error (%)", xlabel=xlabel)
             paths.append(save(fig, curve_figure(surface.path, "train_err"), fmt=fmt, dpi=dpi))
     return paths
 
@@ -105,8 +117,14 @@ def plot_1d_loss_err_repeat(surfaces: Sequence[SurfaceFile], *, out_base: str, x
     limits = (lo if xmin is None else xmin, hi if xmax is None else xmax)
     with figures(show) as figs:
         fig = figs.new()
-        _draw_loss_acc(fig, runs, limits=limits, loss_max=loss_max, log=log)
+        _draw_loss_acc(fig, runs, limits=limits, loss_max=loss_max, log=log, xlabel=x_label(surfaces[0]))
         return save(fig, repeat_figure(out_base, log=log), fmt=fmt, dpi=dpi)
+
+
+def x_label(surface: SurfaceFile) -> str:
+    """The 1D x-axis: 'x (filter-normalized direction)' and the like when the file records how
+    its direction was made, else 'alpha' (the step along it)."""
+    return "alpha" if direction_text(surface, "x") is None else axis_label(surface, "x", "x")
 
 
 def _curves(surface: SurfaceFile) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
@@ -126,7 +144,7 @@ def _finite(values: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(values), values, np.nan)  # gaps in lines
 
 
-def _draw_loss_acc(fig: Figure, runs, *, limits, loss_max: float, log: bool) -> None:
+def _draw_loss_acc(fig: Figure, runs, *, limits, loss_max: float, log: bool, xlabel: str) -> None:
     """Loss on the left axis (blue), accuracy on a twin right axis (red), for every run."""
     ax1 = fig.add_subplot()
     ax2 = ax1.twinx()
@@ -145,6 +163,8 @@ def _draw_loss_acc(fig: Figure, runs, *, limits, loss_max: float, log: bool) -> 
     ax1.set_ylabel("Loss", color="b", fontsize="xx-large")
     ax1.tick_params("y", colors="b", labelsize="x-large")
     ax1.tick_params("x", labelsize="x-large")
+    ax1.set_xlabel(xlabel, fontsize="x-large")
+    sparse_ticks(ax1)
     ax2.set_ylabel("Accuracy", color="r", fontsize="xx-large")
     ax2.tick_params("y", colors="r", labelsize="x-large")
     ax2.set_ylim(0, 100)

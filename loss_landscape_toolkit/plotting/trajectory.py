@@ -12,10 +12,9 @@ import numpy as np
 from .._naming import trajectory_contour_figure
 from .._options import DPI
 from ..h5io import ProjectionFile, SurfaceFile
-from ._figures import check_dims, check_levels, check_output, figures, masked, save, warn
-from .contours import contour_levels, contour_lines
-
-HIGH_LEVELS = np.logspace(1, 8, num=8)  # the reference's rings of high loss on trajectory plots
+from ._figures import check_dims, check_output, figures, masked, save, sparse_ticks, warn
+from ._levels import reference_limits
+from .contours import contour_lines, levels_of
 
 
 def plot_trajectory(proj: ProjectionFile, *, pc_variance: np.ndarray | None = None, fmt: str = "pdf",
@@ -39,19 +38,22 @@ def plot_trajectory(proj: ProjectionFile, *, pc_variance: np.ndarray | None = No
         _annotate_ends(ax, proj)
         _label_pcs(ax, pc_variance)
         ax.tick_params(labelsize="x-large")
+        sparse_ticks(ax, both=True)
         return save(fig, proj.path, fmt=fmt, dpi=dpi)
 
 
 def plot_contour_trajectory(surface: SurfaceFile, proj: ProjectionFile, *,
                             pc_variance: np.ndarray | None = None, surf_name: str = "train_loss",
-                            vmin: float = 0.1, vmax: float = 10, vlevel: float = 0.5,
+                            vmin: float | None = None, vmax: float | None = None, vlevel: float | None = None,
                             decay_epochs: Sequence[int] = (), fmt: str = "pdf", dpi: int = DPI,
                             show: bool = False) -> str:
     """Contours of the surface with the trajectory on top.
 
-    Contour lines at ``arange(vmin, vmax, vlevel)`` and at 10, 100, ..., 1e8 (rings of high
-    loss), the projected path, PC variance on the axes, and the points of ``decay_epochs``
-    (learning-rate decays) marked in red when the projection file records its epochs.
+    Contour lines (labelled where the labels fit), the projected path, PC variance on the axes,
+    and the points of ``decay_epochs`` (learning-rate decays) marked in red when the projection
+    file records its epochs. Levels as :func:`~.contours.plot_2d_contour`; with the reference's
+    flags, its extra rings of high loss 10, 100, ..., 1e8 above ``vmax`` too, all coloured in
+    the order of their level.
 
     Args:
         surface: a 2D surface file computed on the PCA directions.
@@ -68,21 +70,22 @@ def plot_contour_trajectory(surface: SurfaceFile, proj: ProjectionFile, *,
         UsageError: a 1D file, unknown ``surf_name``, bad levels.
     """
     check_output(fmt, dpi)
-    check_levels(vmin, vmax, vlevel)
+    if vmin is not None or vmax is not None or vlevel is not None:
+        reference_limits(vmin, vmax, vlevel)
     check_dims(surface, 2)
     z = masked(surface, surf_name)
     x, y = surface.xcoordinates, surface.ycoordinates
     with figures(show) as figs:
         fig = figs.new()
         ax = fig.add_subplot()
-        contour_lines(ax, x, y, z, contour_levels(z, vmin, vmax, vlevel, surf_name), fontsize=6)
-        high = HIGH_LEVELS[(z.min() < HIGH_LEVELS) & (z.max() > HIGH_LEVELS)]
-        if len(high):
-            ax.clabel(ax.contour(x, y, z, levels=high), inline=True, fontsize=6)
-        ax.plot(proj.xcoord, proj.ycoord, marker=".")
+        levels = levels_of(z, surf_name, vmin=vmin, vmax=vmax, vlevel=vlevel, rings=True)
+        # black, over the lines, and kept clear of their labels
+        ax.plot(proj.xcoord, proj.ycoord, marker=".", color="black", zorder=3)
+        contour_lines(ax, x, y, z, levels, fontsize=7, avoid=np.column_stack([proj.xcoord, proj.ycoord]))
         _mark_epochs(ax, proj, decay_epochs)
         _label_pcs(ax, pc_variance)
         ax.tick_params(labelsize="x-large")
+        sparse_ticks(ax, both=True)
         return save(fig, trajectory_contour_figure(proj.path, surf_name), fmt=fmt, dpi=dpi)
 
 
@@ -126,8 +129,8 @@ def _label_pcs(ax, ratio: np.ndarray | None) -> None:
         ax.set_xlabel(f"1st PC: {100 * ratio[0]:.2f} %", fontsize="xx-large")
         ax.set_ylabel(f"2nd PC: {100 * ratio[1]:.2f} %", fontsize="xx-large")
     else:
-        ax.set_xlabel("x")
-        ax.set_ylabel("y")
+        ax.set_xlabel("x", fontsize="xx-large")
+        ax.set_ylabel("y", fontsize="xx-large")
 
 
 def _epochs(proj: ProjectionFile) -> list[int] | None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from conftest import BASE
+from conftest import BASE, assert_main_usage_error
 from surface_files import write_surface
 
 from loss_landscape_toolkit import h5io
@@ -33,15 +33,6 @@ def damage(path: Path, key: str) -> None:
     path.write_bytes(bytes(data))
 
 
-def _one_line_exit_2(capsys, main, argv, *fragments) -> str:
-    assert main(argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
-    for fragment in fragments:
-        assert fragment in err, (fragment, err)
-    return err
-
-
 @pytest.mark.parametrize("main, argv, ndim", [
     (plot_1d.main, ["--surf_file", "s.h5"], 1),
     (plot_2d.main, ["--surf_file", "s.h5"], 2),
@@ -52,7 +43,7 @@ def test_plotting_a_damaged_surface_file_is_one_line(tmp_path, capsys, monkeypat
     path = Path(write_surface(tmp_path / "s.h5", X5, None if ndim == 1 else X5, _bowl))
     damage(path, "xcoordinates")
     before = path.read_bytes()
-    _one_line_exit_2(capsys, main, argv, "cannot read surface file s.h5", "damaged")
+    assert_main_usage_error(capsys, main, argv, "cannot read surface file s.h5", "damaged")
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.h5"]  # no figure, no mesh, no temporary
 
@@ -74,7 +65,7 @@ def test_resuming_a_damaged_surface_file_is_one_line(tmp_path, capsys, computed)
     damage(tmp_path / "s.h5", "xcoordinates")
     before = (tmp_path / "s.h5").read_bytes()
     capsys.readouterr()
-    _one_line_exit_2(capsys, plot_surface.main, computed, "cannot read surface file s.h5")
+    assert_main_usage_error(capsys, plot_surface.main, computed, "cannot read surface file s.h5")
     assert (tmp_path / "s.h5").read_bytes() == before
 
 
@@ -86,7 +77,7 @@ def test_a_damaged_direction_file_is_one_line(tmp_path, capsys, computed, given)
     damage(path, f"xdirection/{first}" if first else "xdirection")
     capsys.readouterr()
     argv = [a if a != "s.h5" else "other.h5" for a in computed] + (["--dir_file", path.name] if given else [])
-    _one_line_exit_2(capsys, plot_surface.main, argv, f"cannot read direction file {path.name}")
+    assert_main_usage_error(capsys, plot_surface.main, argv, f"cannot read direction file {path.name}")
     assert not (tmp_path / "other.h5").exists()
 
 
@@ -99,7 +90,7 @@ def test_a_surface_file_the_os_refuses_is_one_line(tmp_path, capsys, checkpoint,
     monkeypatch.chdir(tmp_path)
     (tmp_path / "a_file").write_text("not a folder")
     argv = [*BASE, "--model_file", checkpoint.name, "--x=-1:1:3", "--surf_file", surf_file]
-    err = _one_line_exit_2(capsys, plot_surface.main, argv, reason)
+    err = assert_main_usage_error(capsys, plot_surface.main, argv, reason)
     assert "cannot write" in err or "does not exist" in err, err
     assert (tmp_path / "a_file").read_text() == "not a folder"
 
@@ -119,7 +110,7 @@ def test_a_full_disk_mid_run_is_one_line_and_keeps_the_last_complete_file(tmp_pa
 
     monkeypatch.setattr(shutil, "copyfile", copy_then_fill_the_disk)
     capsys.readouterr()
-    _one_line_exit_2(capsys, plot_surface.main, argv, "cannot write t.h5", "No space left on device")
+    assert_main_usage_error(capsys, plot_surface.main, argv, "cannot write t.h5", "No space left on device")
     monkeypatch.setattr(shutil, "copyfile", real_copy)
     surface = h5io.read_surface_file(str(tmp_path / "t.h5"))
     assert surface.done_mask(h5io.TRAIN).sum() == 1  # what the second update wrote

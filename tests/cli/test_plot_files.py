@@ -6,10 +6,10 @@ import os
 
 import numpy as np
 import pytest
-from conftest import assert_usage_error, run_script
+from conftest import assert_main_usage_error, assert_usage_error, run_script
 from surface_files import write_pca_directions, write_projection, write_surface
 
-from loss_landscape_toolkit import h5io
+from loss_landscape_toolkit import h5io, plotting
 from loss_landscape_toolkit.cli import plot_1d as plot_1D
 from loss_landscape_toolkit.cli import plot_2d as plot_2D
 
@@ -20,16 +20,6 @@ HEADLESS = {"MPLBACKEND": "TkAgg", "DISPLAY": "", "WAYLAND_DISPLAY": ""}  # a GU
 
 def _bowl(x, y):
     return 0.2 + 2 * x**2 + y**2
-
-
-def _in_process_error(capsys, main, argv, *fragments) -> str:
-    """``main(argv)`` as the script runs it: exit code 2 and one line on stderr."""
-    assert main(argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
-    for fragment in fragments:
-        assert fragment in err, (fragment, err)
-    return err
 
 
 def test_plot_2d_headless_with_stats_and_show(tmp_path):
@@ -46,6 +36,19 @@ def test_plot_2d_headless_with_stats_and_show(tmp_path):
     assert proc.stderr.strip().startswith("warning: --show: no display") and len(proc.stderr.splitlines()) == 1
     stored = h5io.read_surface_file(surf).attrs["stats_train_loss"]  # decoded from JSON
     assert stored["fit"]["d2x"] == pytest.approx(4) and stored["centre_value"] == pytest.approx(0.2)
+
+
+def test_plot_2d_levels_come_from_the_data_unless_a_reference_flag_is_given(tmp_path, monkeypatch):
+    surf = write_surface(tmp_path / "s.h5", X9, Y5, _bowl)
+    seen = []
+    monkeypatch.setattr(plotting, "plot_2d_contour", lambda surface, **kw: seen.append(kw) or [])
+    assert plot_2D.main(["-f", surf]) == 0
+    assert plot_2D.main(["-f", surf, "--vlevel", "0.2"]) == 0
+    assert plot_2D.main(["-f", surf, "--vmin", "0.1", "--vmax", "10", "--vlevel", "0.5"]) == 0
+    assert [(kw["vmin"], kw["vmax"], kw["vlevel"]) for kw in seen] == [
+        (None, None, None), (None, None, 0.2), (0.1, 10, 0.5)]  # the library fills in 0.1 and 10
+    text = " ".join(plot_2D.build_parser().format_help().split())
+    assert "levels from the data" in text and "arange(vmin, vmax, vlevel), with 0.1, 10 and 0.5" in text
 
 
 def test_plot_1d_process_and_overlay(tmp_path, capsys):
@@ -98,20 +101,20 @@ def test_bad_input_in_a_real_process(tmp_path):
 def test_bad_input(tmp_path, capsys):
     one = write_surface(tmp_path / "one.h5", X9, None, lambda x: x**2)
     two = write_surface(tmp_path / "two.h5", X9, Y5, _bowl, test=True)
-    _in_process_error(capsys, plot_2D.main, ["-f", two, "--surf_name", "val_loss"],
+    assert_main_usage_error(capsys, plot_2D.main, ["-f", two, "--surf_name", "val_loss"],
                       "no 'val_loss'; available: test_acc, test_err, test_loss, train_acc, train_err, train_loss")
-    _in_process_error(capsys, plot_2D.main, ["-f", one], "1D surface file", "plot_1D.py")
-    _in_process_error(capsys, plot_1D.main, ["-f", two], "2D surface file", "plot_2D.py")
-    _in_process_error(capsys, plot_2D.main, ["-f", two, "--format", "jpg"], "invalid choice: 'jpg'")
-    _in_process_error(capsys, plot_2D.main, ["-f", two, "--vlevel", "0"], "--vlevel")
-    _in_process_error(capsys, plot_2D.main, ["-f", two, "--decay_epochs", "150"], "add --proj_file")
-    _in_process_error(capsys, plot_2D.main, [], "nothing to plot")
-    _in_process_error(capsys, plot_1D.main, [], "no surface file")
-    _in_process_error(capsys, plot_1D.main, ["-f", one, "--prefix", "p"], "either --prefix or")
-    _in_process_error(capsys, plot_1D.main, ["--prefix", str(tmp_path / "none")], "no surface file for idx 1..10")
-    _in_process_error(capsys, plot_1D.main, ["-f", one, "--loss_max", "0"], "--loss_max")
-    _in_process_error(capsys, plot_1D.main, ["-f", one, "--bogus"], "unrecognized arguments: --bogus")
-    _in_process_error(capsys, plot_2D.main, ["--proj_file", one], "is not a projection file")
+    assert_main_usage_error(capsys, plot_2D.main, ["-f", one], "1D surface file", "plot_1D.py")
+    assert_main_usage_error(capsys, plot_1D.main, ["-f", two], "2D surface file", "plot_2D.py")
+    assert_main_usage_error(capsys, plot_2D.main, ["-f", two, "--format", "jpg"], "invalid choice: 'jpg'")
+    assert_main_usage_error(capsys, plot_2D.main, ["-f", two, "--vlevel", "0"], "--vlevel")
+    assert_main_usage_error(capsys, plot_2D.main, ["-f", two, "--decay_epochs", "150"], "add --proj_file")
+    assert_main_usage_error(capsys, plot_2D.main, [], "nothing to plot")
+    assert_main_usage_error(capsys, plot_1D.main, [], "no surface file")
+    assert_main_usage_error(capsys, plot_1D.main, ["-f", one, "--prefix", "p"], "either --prefix or")
+    assert_main_usage_error(capsys, plot_1D.main, ["--prefix", str(tmp_path / "none")], "no surface file for idx 1..10")
+    assert_main_usage_error(capsys, plot_1D.main, ["-f", one, "--loss_max", "0"], "--loss_max")
+    assert_main_usage_error(capsys, plot_1D.main, ["-f", one, "--bogus"], "unrecognized arguments: --bogus")
+    assert_main_usage_error(capsys, plot_2D.main, ["--proj_file", one], "is not a projection file")
     assert not list(tmp_path.glob("*.pdf"))
 
 
@@ -128,8 +131,8 @@ def test_bad_input(tmp_path, capsys):
 ])
 def test_plot_1d_refuses_nonsensical_limits(tmp_path, capsys, argv, fragment):
     one = write_surface(tmp_path / "one.h5", X9, None, lambda x: x**2)
-    _in_process_error(capsys, plot_1D.main, ["-f", one, "--format", "png", *argv], fragment)
-    _in_process_error(capsys, plot_1D.main, ["-f", one, one, "--format", "png", *argv], fragment)  # overlay
+    assert_main_usage_error(capsys, plot_1D.main, ["-f", one, "--format", "png", *argv], fragment)
+    assert_main_usage_error(capsys, plot_1D.main, ["-f", one, one, "--format", "png", *argv], fragment)  # overlay
     assert not list(tmp_path.glob("*.png"))
 
 
@@ -143,15 +146,16 @@ def test_plot_1d_refuses_nonsensical_limits(tmp_path, capsys, argv, fragment):
 ])
 def test_plot_2d_refuses_nonsensical_numbers(tmp_path, capsys, argv, fragment):
     two = write_surface(tmp_path / "two.h5", X9, Y5, _bowl)
-    _in_process_error(capsys, plot_2D.main, ["-f", two, "--format", "png", *argv], fragment)
+    assert_main_usage_error(capsys, plot_2D.main, ["-f", two, "--format", "png", *argv], fragment)
     assert not list(tmp_path.glob("*.png"))
 
 
 def test_plot_1d_limits_are_checked_against_the_grid(tmp_path, capsys):
     one = write_surface(tmp_path / "one.h5", X9, None, lambda x: 1 + x**2)
     wide = write_surface(tmp_path / "wide.h5", 3 * X9, None, lambda x: 1 + x**2)
-    _in_process_error(capsys, plot_1D.main, ["-f", one, "--xmin", "1.5"], "--xmin 1.5 leaves an empty x-axis")
-    _in_process_error(capsys, plot_1D.main, ["-f", one, wide, "--xmax", "-3"], "from -3 to -3 (the grid spans -3 to 3)")
+    assert_main_usage_error(capsys, plot_1D.main, ["-f", one, "--xmin", "1.5"], "--xmin 1.5 leaves an empty x-axis")
+    assert_main_usage_error(capsys, plot_1D.main, ["-f", one, wide, "--xmax", "-3"],
+                            "from -3 to -3 (the grid spans -3 to 3)")
     assert plot_1D.main(["-f", wide, "--xmin", "1.5", "--format", "png", "--dpi", "40"]) == 0  # up to the grid's 3
     assert plot_1D.main(["-f", one, "--xmin", "0.5", "--format", "png", "--dpi", "40"]) == 0  # up to the grid's 1
     assert plot_1D.main(["-f", one, "--xmin", "-1", "--xmax", "-0.5", "--format", "png", "--dpi", "40"]) == 0

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from conftest import BASE, DATA, ROOT, SLOW_MODEL, TINY_MODEL, assert_usage_error, run_cli, run_script
 
-from loss_landscape_toolkit import h5io
+from loss_landscape_toolkit import _naming, h5io
 from loss_landscape_toolkit.cli import plot_surface
 from loss_landscape_toolkit.h5io import TRAIN
 
@@ -206,6 +206,8 @@ def _write(path: Path, content: bytes) -> str:
     (["--dataset", "imagenet"], "imagenet"),
     (["--dataset", "cifar10", "--datapath", "nowhere"], "cifar-10-batches-py"),
     (["--dir_file", "missing.h5"], "does not exist"),
+    (["--x=auto:1"], "auto or auto:num"),
+    (["--x=auto", "--auto_rise", "0"], "--auto_rise (the loss rise that ends the basin) must be a finite number > 0"),
     (["--ngpu", "2"], "--ngpu 2 needs a GPU device (--cuda) and at least 2 visible GPUs"),
     (["--model_file", str(DATA / "reference_resnet20_surface_5x5.h5")],
      "is an HDF5 file (a surface file of this toolkit or the reference code), not a PyTorch checkpoint"),
@@ -401,3 +403,65 @@ def test_plot_reads_the_finished_surface_file_once(tmp_path, monkeypatch, capsys
     assert code == 0, err
     assert reads == ["s.h5", "s.h5"]
     assert len(list(tmp_path.glob("s.h5_train_loss_*.png"))) == 4
+
+
+# ------------------------------------------------------------------ automatic ranges
+def _auto_lines(stdout: str) -> list[str]:
+    return [line for line in stdout.splitlines() if line.startswith(("automatic range", "--x=auto", "--y=auto"))]
+
+
+def test_auto_range_spans_the_basin_and_a_rerun_resumes_it(tmp_path, checkpoint):
+    args = ["--model_file", checkpoint.name, "--x=auto:11", "--y=auto:10"]
+    proc = run_cli(tmp_path, *args)
+    assert "note: --y=auto:10 asks for an even number of points; using 11 so that 0 is a grid point" in proc.stdout
+    surface = _only_surface(tmp_path)
+    auto, loss = surface.attrs["auto_range"], surface.arrays["train_loss"]
+    assert (surface.attrs["settings"]["x"], surface.attrs["settings"]["y"]) == ("auto:11", "auto:10")
+    assert loss[5, 5] == auto["centre_loss"] and auto["rise"] == max(1.0, loss[5, 5])
+    threshold = loss[5, 5] + auto["rise"]
+    tags = []
+    for axis, coords, profile in (("x", surface.xcoordinates, loss[5, :]), ("y", surface.ycoordinates, loss[:, 5])):
+        info = auto[axis]
+        lo, hi = info["edges"]
+        assert len(coords) == 11 and coords[5] == 0.0 and coords[0] == -coords[-1]
+        assert 1.5 * max(-lo, hi) <= coords[-1] <= 1.5 * 1.25 * max(-lo, hi)
+        assert profile[0] >= threshold and profile[-1] >= threshold  # the walls are in the picture
+        assert (profile[np.abs(coords) < min(-lo, hi) / 2 ** (1 / 8)] < threshold).all()  # the floor too
+        assert info["evaluations"] == len(info["probes"]) <= 24
+        assert f"({info['evaluations']} evaluations)" in proc.stdout
+        for alpha, value in info["probes"]:  # a probe on a grid point has the grid's value, bit for bit
+            assert (profile[coords == alpha] == value).all()
+        tags.append(_naming.format_range_tag(coords[0], coords[-1], 11))
+    assert f"_{tags[0]}x{tags[1]}_" in os.path.basename(surface.path)
+    again = run_cli(tmp_path, *args)
+    assert "resuming" in again.stdout and "computed 0 point(s)" in again.stdout
+    assert _auto_lines(again.stdout) == _auto_lines(proc.stdout)
+
+
+def test_auto_rise_sets_the_edge_and_numbers_mix_with_auto(tmp_path, checkpoint):
+    proc = run_cli(tmp_path, "--model_file", checkpoint.name, "--x=auto:5", "--auto_rise", "0.5", "--surf_file", "a.h5")
+    assert "centre + rise 0.5)" in proc.stdout
+    surface = h5io.read_surface_file(str(tmp_path / "a.h5"))
+    assert surface.attrs["auto_range"]["rise"] == 0.5 and surface.ycoordinates is None
+    assert surface.arrays["train_loss"][[0, -1]].min() >= surface.attrs["auto_range"]["x"]["threshold"]
+    proc = run_cli(tmp_path, "--model_file", checkpoint.name, "--x=-1:1:3", "--y=auto:3", "--surf_file", "b.h5")
+    surface = h5io.read_surface_file(str(tmp_path / "b.h5"))
+    assert list(surface.xcoordinates) == [-1, 0, 1] and "x" not in surface.attrs["auto_range"]
+    assert surface.ycoordinates[1] == 0.0 and "--y=auto:3" in proc.stdout and "--x=auto" not in proc.stdout
+
+
+@pytest.mark.mpi
+def test_auto_range_under_mpirun_is_the_same_on_every_rank(tmp_path, checkpoint):
+    """Rank 0 probes and shares the range: the MPI surface is the one-process surface."""
+    for sub in ("serial", "mpi"):
+        (tmp_path / sub).mkdir()
+        (tmp_path / sub / checkpoint.name).write_bytes(checkpoint.read_bytes())
+    args = ["--model_file", checkpoint.name, "--x=auto:7", "--y=auto:5"]
+    serial = run_cli(tmp_path / "serial", *args)
+    mpi = run_cli(tmp_path / "mpi", *args, nproc=2)
+    assert "2 process(es)" in mpi.stdout and "rank 1:" in mpi.stdout
+    assert mpi.stdout.count("automatic range:") == 1 and _auto_lines(mpi.stdout) == _auto_lines(serial.stdout)
+    one, two = _only_surface(tmp_path / "serial"), _only_surface(tmp_path / "mpi")
+    assert os.path.basename(one.path) == os.path.basename(two.path)
+    np.testing.assert_array_equal(one.arrays["train_loss"], two.arrays["train_loss"])
+    assert two.done_mask(TRAIN).all()

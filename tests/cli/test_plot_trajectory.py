@@ -16,6 +16,7 @@ import torch
 from conftest import DATA, TINY_MODEL, assert_usage_error, run_script
 
 from loss_landscape_toolkit import directions as net_plotter
+from loss_landscape_toolkit.cli import args as cli_args
 from loss_landscape_toolkit.cli import plot_trajectory
 
 PCA_FOLDER = "PCA_weights_save_epoch=1"
@@ -101,6 +102,41 @@ def test_files_and_layout_are_the_references(tmp_path, main_in):
     lstsq = tmp_path / "run" / "PCA_weights_ignore=biasbn_save_epoch=1" / "directions.h5_proj_lstsq.h5"
     with h5py.File(lstsq, "r") as f:
         assert (f["proj_xcoord"][-1], f["proj_ycoord"][-1]) == (0.0, 0.0)
+
+
+def _zero_is_a_grid_point(text: str) -> bool:
+    """Whether the range ``min:max:num`` has 0 as one of its points (not only between two)."""
+    vmin, vmax, num = (float(v) for v in text.split(":"))
+    index = -vmin / (vmax - vmin) * (num - 1)
+    coords = np.linspace(vmin, vmax, int(num))
+    return num == int(num) and abs(index - round(index)) < 1e-9 and abs(coords[round(index)]) < 1e-12 * (vmax - vmin)
+
+
+def test_suggested_ranges_cover_the_path_with_the_final_model_on_the_grid(tmp_path, main_in):
+    _write_run(tmp_path / "run")
+    code, out, err = main_in("--model", TINY_MODEL, "--model_folder", "run", "--max_epoch", "6",
+                             "--format", "png", "--dpi", "40")
+    assert code == 0, err
+    suggested = shlex.split(out.strip().splitlines()[-1])
+    with h5py.File(tmp_path / "run" / PCA_FOLDER / "directions.h5_proj_cos.h5", "r") as f:
+        path = {"--x=": f["proj_xcoord"][()], "--y=": f["proj_ycoord"][()]}
+    for prefix, coords in path.items():
+        text = next(a for a in suggested if a.startswith(prefix))[len(prefix):]
+        vmin, vmax, num = (float(v) for v in text.split(":"))
+        assert _zero_is_a_grid_point(text), text
+        assert vmin < coords.min() and coords.max() < vmax and 15 <= num <= 23
+        assert 0.0 in cli_args.parse_range(text, prefix[:-1]).coordinates()  # what plot_surface.py will use
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_suggested_ranges_of_any_path_have_zero_as_a_grid_point(seed):
+    rng = np.random.default_rng(seed)
+    values = rng.normal(size=6) * 10.0 ** rng.uniform(-4, 3) + rng.normal() * 10.0 ** rng.uniform(-4, 3)
+    for path in (values, np.zeros(3), np.abs(values), -np.abs(values)):
+        text = plot_trajectory.grid_range(path)
+        vmin, vmax, _ = (float(v) for v in text.split(":"))
+        assert _zero_is_a_grid_point(text), text
+        assert vmin <= min(path.min(), 0.0) and max(path.max(), 0.0) <= vmax
 
 
 def test_states_and_an_existing_direction_file(tmp_path, main_in):
