@@ -42,9 +42,9 @@ from torchvision import transforms
 from loss_landscape_toolkit._devices import set_threads
 from loss_landscape_toolkit.data.cifar10 import CIFAR10_MEAN, CIFAR10_STD
 from loss_landscape_toolkit.directions import create_random_direction, tensors_of
-from loss_landscape_toolkit.evaluation import batches_to_channels_last, make_batches, resolve_channels_last
+from loss_landscape_toolkit.evaluation import make_batches
 from loss_landscape_toolkit.models import create_model
-from loss_landscape_toolkit.surface import EvalSet, surface_task
+from loss_landscape_toolkit.surface import EvalSet, settle_channels_last, surface_task
 
 
 def seeded_model(name: str) -> torch.nn.Module:
@@ -101,13 +101,11 @@ class OurLoop:
         mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in (CIFAR10_MEAN, CIFAR10_STD))
         batches = make_batches((x - mean) / std, torch.from_numpy(labels).long(), 128)
         self.model = seeded_model(name).eval()
-        cl, self.why = resolve_channels_last(channels_last, self.model, batches[0][0])
-        if cl:
-            batches = batches_to_channels_last(batches)
+        evalsets = {"train": EvalSet(batches, 10)}
+        cl, self.why = settle_channels_last(channels_last, self.model, evalsets)
         self.task = surface_task(model=self.model, directions=[direction], dir_type="weights",
-                                 xcoordinates=coords, ycoordinates=None,
-                                 evalsets={"train": EvalSet(batches, 10)}, loss_name="crossentropy",
-                                 channels_last=cl, compile=compile)
+                                 xcoordinates=coords, ycoordinates=None, evalsets=evalsets,
+                                 loss_name="crossentropy", channels_last=cl, compile=compile)
         self.evaluate = self.task.__enter__()
         self.evaluate([(0, ("train",))], lambda: None)  # warm-up (and the compile, if any)
 

@@ -85,6 +85,17 @@ def same_model_on_all_ranks(world: World, model: nn.Module) -> str:
     return fingerprints[0]
 
 
+def settle_channels_last(choice: bool | None, model: nn.Module,
+                         evalsets: dict[str, EvalSet]) -> tuple[bool, str]:
+    """Choose the memory format (see :func:`evaluation.resolve_channels_last`) and store the
+    batches of ``evalsets`` (in place) in it; returns the choice and why."""
+    chosen, why = resolve_channels_last(choice, model, evalsets["train"].batches[0][0])
+    if chosen:
+        for split, evalset in evalsets.items():
+            evalsets[split] = dataclasses.replace(evalset, batches=batches_to_channels_last(evalset.batches))
+    return chosen, why
+
+
 def check_resumable_surface(surface: h5io.SurfaceFile, *, xcoordinates: np.ndarray,
                             ycoordinates: np.ndarray | None, dir_fingerprint: str, model_fingerprint: str,
                             settings: Mapping[str, Any], recorded_settings: Mapping[str, Any] | None = None,
@@ -274,9 +285,7 @@ def compute_surface(model: nn.Module, data: Any, *, x: Sequence[float], y: Seque
         if split_data is not None:
             evalsets[split], settings[f"{split}_data"] = _evalset(split_data, batch_size, device,
                                                                   num_classes, bool(channels_last))
-    channels_last, _ = resolve_channels_last(channels_last, model, evalsets["train"].batches[0][0])
-    if channels_last:
-        evalsets = {k: dataclasses.replace(v, batches=batches_to_channels_last(v.batches)) for k, v in evalsets.items()}
+    channels_last, _ = settle_channels_last(channels_last, model, evalsets)
     if directions is None:
         generator = torch.Generator().manual_seed(direction_seed(seed, 0))
         weights = tensors_of(model, dir_type)

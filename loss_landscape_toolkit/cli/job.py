@@ -37,11 +37,11 @@ from ..directions import (
     tensors_of,
 )
 from ..errors import FileFormatError, ModelError, SilentExit, UsageError
-from ..evaluation import batches_to_channels_last, check_model_fits, make_batches, resolve_channels_last
+from ..evaluation import check_model_fits, make_batches
 from ..models import list_models
 from ..models.loading import build_model, load_model, state_fingerprint
 from ..parallel.world import World, detect_world, env_rank
-from ..surface import EvalSet, check_resumable_surface, same_model_on_all_ranks
+from ..surface import EvalSet, check_resumable_surface, same_model_on_all_ranks, settle_channels_last
 from . import auto_range
 from .args import GridRange, norm_choice, parse_range
 
@@ -119,16 +119,16 @@ def prepare_job(args: argparse.Namespace, world: World) -> Job:
         directions = load_directions(dir_file, model, dir_type=args.dir_type,
                                      ndirections=1 if y is None else 2)
         check_reused_directions(args, directions, model_fingerprint)
-    x, y, auto = resolve_auto_ranges(args, world, model.to(device), evalsets, directions.directions, x, y)
+    model = model.to(device)
+    x, y, auto = resolve_auto_ranges(args, world, model, evalsets, directions.directions, x, y)
     job = Job(model, evalsets, dir_file, directions, surface_file_name(args, dir_file, x, y), x, y,
               model_fingerprint, shard, speed, auto)
     with world.agreed("setting up the surface file"):
         if world.is_root:
             resumed = setup_surface_file(args, world, job)
             announce(args, world, job, created=created, resumed=resumed)
-    job.model = model.to(device)
     if args.ngpu > 1:
-        job.model = nn.DataParallel(job.model)
+        job.model = nn.DataParallel(model)
     return job
 
 
@@ -227,10 +227,7 @@ def choose_speed_options(args: argparse.Namespace, model: nn.Module, evalsets: d
     why, as the start-up report's line."""
     parts = [f"threads {threads}"]
     if hasattr(args, "channels_last"):  # the programs with speed options
-        args.channels_last, why = resolve_channels_last(args.channels_last, model, evalsets["train"].batches[0][0])
-        if args.channels_last:
-            for split, evalset in evalsets.items():
-                evalsets[split] = dataclasses.replace(evalset, batches=batches_to_channels_last(evalset.batches))
+        args.channels_last, why = settle_channels_last(args.channels_last, model, evalsets)
         parts += [f"channels_last {'on' if args.channels_last else 'off'} ({why})",
                   f"compile {'on' if args.compile else 'off'}"]
     return "; ".join(parts)
