@@ -107,12 +107,12 @@ def name_surface_file(*, dir_file: str, x: tuple[float, float, int],
     if dataset != "cifar10":
         name += "_dataset=" + safe_tag(dataset)
     if loss_name != "crossentropy":
-        name += f"_loss={loss_name}"
+        name += "_loss=" + safe_tag(loss_name)
     return name + ".h5"
 
 
 def safe_tag(text: str) -> str:
-    """A model or dataset spec (maybe ``path/to/file.py:fn``) as one file-name component."""
+    """A model, dataset or loss spec (maybe ``path/to/file.py:fn``) as one file-name component."""
     base = os.path.basename(text.replace(":", "-"))
     return "".join(c if c.isalnum() or c in "-_.=" else "_" for c in base)
 
@@ -180,7 +180,7 @@ def save_folder_name(*, model: str, optimizer: str, lr: float, lr_decay: float, 
         name += f"_lr_decay={lr_decay}"
     name += f"_bs={batch_size}_wd={weight_decay}_mom={momentum}_save_epoch={save_epoch}"
     if loss_name != "crossentropy":
-        name += f"_loss={loss_name}"
+        name += "_loss=" + safe_tag(loss_name)
     if noaug:
         name += "_noaug"
     if raw_data:

@@ -4,7 +4,7 @@ from __future__ import annotations
 NORMS = ("filter", "layer", "weight", "dfilter", "dlayer", "none")  # direction normalizations
 IGNORES = ("biasbn", "none")  # biasbn: no movement of biases and BatchNorm parameters
 DIR_TYPES = ("weights", "states")  # parameters only, or every state_dict entry
-LOSSES = ("crossentropy", "mse")
+LOSSES = ("crossentropy", "mse", "softmax_mse")  # built-in losses (see objective.py)
 FORMATS = ("pdf", "png", "svg")  # figure formats
 PARAM_SETS = ("dim>1", "all")  # parameters of the Hessian
 EIGEN_METHODS = ("lanczos", "eigsh", "reference")

@@ -7,34 +7,64 @@ losses are summed on the device and read back once per pass.
 from __future__ import annotations
 
 import itertools
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from ._options import LOSSES
 from .errors import ModelError, one_line
+from .objective import (
+    Inputs,
+    Loss,
+    LossError,
+    call_model,
+    describe_output,
+    forward,
+    get_loss,
+    logits_of,
+    shape_text,
+)
 
-Batches = Sequence[tuple[torch.Tensor, torch.Tensor]]
+Batches = Sequence[tuple[Inputs, torch.Tensor]]
 
 
-def make_batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, *,
-                 device: torch.device | str = "cpu",
-                 channels_last: bool = False) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def make_batches(x: Inputs, y: torch.Tensor, batch_size: int, *, device: torch.device | str = "cpu",
+                 channels_last: bool = False) -> list[tuple[Inputs, torch.Tensor]]:
     """Move the data to ``device`` once and cut it into batch views (no copies per batch).
 
-    ``channels_last`` stores 4D inputs in NHWC order (for models prepared with the same flag).
+    ``x`` is a tensor or a dict of tensors (keyword arguments of the model), all with the
+    items along the first dimension. ``channels_last`` stores 4D inputs in NHWC order (for
+    models prepared with the same flag).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    x, y = x.to(device), y.to(device)
-    if channels_last and x.dim() == 4:
-        x = x.contiguous(memory_format=torch.channels_last)
-    return [(x[i:i + batch_size], y[i:i + batch_size]) for i in range(0, len(x), batch_size)]
+    x, y = map_inputs(lambda t: t.to(device), x), y.to(device)
+    if channels_last:
+        x = inputs_to_channels_last(x)
+    return [(map_inputs(lambda t, i=i: t[i:i + batch_size], x), y[i:i + batch_size])
+            for i in range(0, len(y), batch_size)]
 
 
-def resolve_channels_last(choice: bool | None, model: nn.Module, inputs: torch.Tensor) -> tuple[bool, str]:
+def map_inputs(fn: Callable[[torch.Tensor], torch.Tensor], x: Inputs) -> Inputs:
+    """``fn`` applied to the input tensor, or to each tensor of a dict of inputs."""
+    if isinstance(x, Mapping):
+        return {key: fn(value) for key, value in x.items()}
+    return fn(x)
+
+
+def first_tensor(x: Inputs) -> torch.Tensor:
+    """The input tensor, or the first tensor of a dict of inputs."""
+    return next(iter(x.values())) if isinstance(x, Mapping) else x
+
+
+def inputs_to_channels_last(x: Inputs) -> Inputs:
+    """4D image inputs stored NHWC (others unchanged)."""
+    if isinstance(x, torch.Tensor) and x.dim() == 4:
+        return x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
+def resolve_channels_last(choice: bool | None, model: nn.Module, inputs: Inputs) -> tuple[bool, str]:
     """Whether to evaluate in NHWC memory format, and why (for the start-up report).
 
     ``choice`` True/False is the user's. None (the default) turns it on for a model with 2D
@@ -44,7 +74,7 @@ def resolve_channels_last(choice: bool | None, model: nn.Module, inputs: torch.T
     """
     if choice is not None:
         return choice, "given"
-    if inputs.dim() != 4 or not inputs.is_floating_point():
+    if not isinstance(inputs, torch.Tensor) or inputs.dim() != 4 or not inputs.is_floating_point():
         return False, "inputs are not images"
     if not any(isinstance(m, nn.Conv2d) for m in model.modules()):
         return False, "no 2D convolutions"
@@ -60,7 +90,7 @@ def resolve_channels_last(choice: bool | None, model: nn.Module, inputs: torch.T
 
 def batches_to_channels_last(batches: Batches) -> Batches:
     """The same batches with 4D inputs stored NHWC (one copy of the inputs)."""
-    return [(x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x, y) for x, y in batches]
+    return [(inputs_to_channels_last(x), y) for x, y in batches]
 
 
 def prepare_model(model: nn.Module, *, channels_last: bool = False, compile: bool = False) -> nn.Module:
@@ -75,79 +105,68 @@ def prepare_model(model: nn.Module, *, channels_last: bool = False, compile: boo
     return torch.compile(model) if compile else model
 
 
-def loss_sum(outputs: torch.Tensor, targets: torch.Tensor, *, loss_name: str,
-             num_classes: int, reduction: str = "sum") -> torch.Tensor:
-    """Summed (not averaged) loss of one batch, as a 0-dim tensor on the device
-    (``reduction="none"``: one value per sample).
-
-    crossentropy: sum over samples of the cross-entropy of the logits.
-    mse: sum over samples of mean over classes of (softmax(logits) - one_hot(target))^2,
-    i.e. the reference's ``MSELoss()(softmax, one_hot) * batch_size``, with the number of
-    classes taken from the data instead of a hard-coded 10.
-    """
-    if reduction not in ("sum", "none"):
-        raise ValueError(f"reduction must be 'sum' or 'none', got {reduction!r}")
-    if loss_name == "crossentropy":
-        return F.cross_entropy(outputs, targets, reduction=reduction)
-    if loss_name == "mse":
-        one_hot = F.one_hot(targets, num_classes).to(outputs.dtype)
-        per_sample = (F.softmax(outputs, dim=1) - one_hot).pow(2).mean(dim=1)
-        return per_sample.sum() if reduction == "sum" else per_sample
-    raise ValueError(f"loss_name must be one of {LOSSES}, got {loss_name!r}")
-
-
-def evaluate(model: nn.Module, batches: Batches, *, loss_name: str = "crossentropy",
-             num_classes: int = 10, poll: Callable[[], None] | None = None,
-             bf16: bool = False) -> tuple[float, float]:
-    """Mean loss per sample and accuracy in percent over ``batches``.
+def evaluate(model: nn.Module, batches: Iterable[tuple[Inputs, torch.Tensor]], *,
+             loss_name: str | Loss = "crossentropy", num_classes: int = 0, poll: Callable[[], None] | None = None,
+             bf16: bool = False) -> tuple[float, float | None]:
+    """Mean loss and accuracy in percent over ``batches`` (see :mod:`objective` for the losses).
 
     Args:
         model: in eval mode (BatchNorm uses its running statistics, dropout is off).
-        batches: ``(inputs, labels)`` pairs already on the model's device.
+        batches: ``(inputs, targets)`` pairs already on the model's device.
+        loss_name: a built-in loss name, a user loss spec, or a :class:`objective.Loss`.
+        num_classes: classes of ``softmax_mse`` (default: the outputs' width).
         poll: called between batches (MPI ranks use it to answer requests while computing).
         bf16: run the forward under bfloat16 autocast (the loss is summed in float32/64).
 
     Returns:
-        ``(mean loss, 100 * correct / N)``, like the reference's ``eval_loss``.
+        ``(mean loss, 100 * correct / counted)``, like the reference's ``eval_loss``; the
+        accuracy is None for losses without one (regression, user losses).
     """
     if getattr(model, "training", False):
         raise ValueError("evaluate() needs the model in eval mode (call model.eval())")
-    losses, accs = evaluate_many(lambda x: model(x).unsqueeze(0), batches, loss_name=loss_name,
+    losses, accs = evaluate_many(lambda x: forward(model, x).unsqueeze(0), batches, loss_name=loss_name,
                                  num_classes=num_classes, poll=poll, bf16=bf16)
-    return losses[0], accs[0]
+    return losses[0], None if accs is None else accs[0]
 
 
-def evaluate_many(forward: Callable[[torch.Tensor], torch.Tensor], batches: Batches, *,
-                  loss_name: str = "crossentropy", num_classes: int = 10,
-                  poll: Callable[[], None] | None = None, bf16: bool = False) -> tuple[list[float], list[float]]:
-    """Like :func:`evaluate` for K networks at once: ``forward(x)`` returns ``(K, B, C)``.
+def evaluate_many(stacked_forward: Callable[[Inputs], torch.Tensor],
+                  batches: Iterable[tuple[Inputs, torch.Tensor]], *,
+                  loss_name: str | Loss = "crossentropy", num_classes: int = 0,
+                  poll: Callable[[], None] | None = None,
+                  bf16: bool = False) -> tuple[list[float], list[float] | None]:
+    """Like :func:`evaluate` for K networks at once: ``stacked_forward(x)`` returns the K output
+    tensors stacked, ``(K, B, ...)``.
 
     Returns:
-        K mean losses and K accuracies in percent.
+        K mean losses and K accuracies in percent (None for losses without accuracy). Sums and
+        counts stay on the device and are read back once.
     """
-    device = batches[0][0].device
-    total = correct = None
-    count = 0
-    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+    loss = get_loss(loss_name)
+    total = count = correct = None
+    with torch.inference_mode():
         for inputs, targets in batches:
-            outputs = forward(inputs).float()  # (K, B, C)
-            k, b, c = outputs.shape
-            flat = outputs.reshape(k * b, c)
-            per_sample = loss_sum(flat, targets.repeat(k), loss_name=loss_name,
-                                  num_classes=num_classes, reduction="none").view(k, b)
-            batch_loss = per_sample.double().sum(dim=1)
-            batch_correct = (outputs.argmax(dim=2) == targets).sum(dim=1)
+            with torch.autocast(first_tensor(inputs).device.type, dtype=torch.bfloat16, enabled=bf16):
+                outputs = stacked_forward(inputs)
+            sums = [loss.sums(out, targets, num_classes=num_classes) for out in outputs.float()]
+            batch_loss = torch.stack([s.loss for s in sums])
+            batch_count = torch.stack([s.count for s in sums])
             total = batch_loss if total is None else total + batch_loss
-            correct = batch_correct if correct is None else correct + batch_correct
-            count += b
+            count = batch_count if count is None else count + batch_count
+            if sums[0].correct is not None:
+                batch_correct = torch.stack([s.correct for s in sums])
+                correct = batch_correct if correct is None else correct + batch_correct
             if poll is not None:
                 poll()
-    return (total / count).tolist(), (100.0 * correct.double() / count).tolist()
+    if total is None:
+        raise ValueError("no batches to evaluate")
+    count = count.double()
+    accs = None if correct is None else (100.0 * correct.double() / count).tolist()
+    return (total / count).tolist(), accs
 
 
-def check_model_fits(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], *, num_classes: int,
-                     loss_name: str = "crossentropy", name: str = "the model", data: str = "the data",
-                     samples: int = 4) -> None:
+def check_model_fits(model: nn.Module, batch: tuple[Inputs, torch.Tensor], *, num_classes: int,
+                     loss_name: str | Loss = "crossentropy", name: str = "the model", data: str = "the data",
+                     samples: int = 4, targets: torch.Tensor | None = None) -> None:
     """Refuse a model whose output on the first few samples of ``batch`` the loss cannot use.
 
     The model runs once, in eval mode under ``torch.no_grad``, on ``samples`` inputs moved to
@@ -155,66 +174,86 @@ def check_model_fits(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor],
     as they were, so the check changes nothing that comes after it. A NaN output is accepted
     (a NaN loss is a value of the landscape). ``name`` and ``data`` name the two in messages.
 
-    Accepted: a floating-point tensor of logits of shape ``(n, C)``, one row per sample, with
-    ``C == num_classes`` for ``mse`` and ``C >= num_classes`` for ``crossentropy`` (where
-    ``num_classes`` may come from the largest label of the data).
+    Accepted: what :func:`objective.logits_of` finds in the output, a floating-point tensor with
+    one row per sample, that the loss takes with the batch's targets: for class labels ``(n,)``
+    logits ``(n, C)`` with ``C == num_classes`` for ``softmax_mse`` (the reference's ``mse``)
+    and ``C >= num_classes`` for ``crossentropy``; for targets ``(n, ...)`` logits
+    ``(n, ..., C)``; for real-valued targets under ``mse`` one output per target value.
+    ``targets`` (default: the batch's) are checked to be class indices the outputs can score.
 
     Raises:
         ModelError: the forward raised, or its output has the wrong type, dtype or shape; the
             message gives the input shape, what came out and what was expected.
     """
-    inputs, targets = batch
-    n = min(samples, len(inputs))
-    device = _device_of(model, inputs.device)
-    x, y = inputs[:n].to(device), targets[:n].to(device)
-    given = f"on its first {n} input(s), of shape {_shape(x.shape)}"
+    loss = get_loss(loss_name)
+    inputs, batch_targets = batch
+    n = min(samples, len(batch_targets))
+    device = _device_of(model, first_tensor(inputs).device)
+    x, y = map_inputs(lambda t: t[:n].to(device), inputs), batch_targets[:n].to(device)
+    given = f"on its first {n} input(s), {describe_inputs(x)}"
     try:
-        outputs = _quiet_forward(model, x)
+        raw = _quiet_forward(model, x)
     except Exception as exc:
         raise ModelError(f"{name} cannot run on {data}: {given}, its forward raised {one_line(exc)}; "
                          f"make the model accept inputs of this shape, or use data that fits it") from exc
-    expected = (f"expected floating-point logits of shape ({n}, {num_classes}), one row per sample "
-                f"and one column per class ({num_classes} classes)")
-    problem = _output_problem(outputs, n, num_classes, loss_name)
+    problem = _output_problem(raw, y, num_classes, loss)
     if problem is None:
+        outputs = logits_of(raw).float()
         try:
-            loss_sum(outputs.float(), y, loss_name=loss_name, num_classes=num_classes)
-        except Exception as exc:
-            problem = (f"{_describe_output(outputs)}, on which --loss_name {loss_name} raised {one_line(exc)}",
-                       "check the labels of the data")
+            loss.sums(outputs, y, num_classes=num_classes)
+            loss.check_targets(batch_targets if targets is None else targets, outputs.shape[-1])
+        except LossError as exc:
+            problem = (describe_output(outputs), str(exc))
     if problem is not None:
         what, fix = problem
-        raise ModelError(f"{name} does not fit {data}: {given}, it returned {what}; {expected}; {fix}")
+        raise ModelError(f"{name} does not fit {data}: {given}, it returned {what}; "
+                         f"{_expected_output(loss, y, num_classes)}; {fix}")
 
 
-def _output_problem(outputs: object, n: int, num_classes: int, loss_name: str) -> tuple[str, str] | None:
-    """What is wrong with a model's output for ``n`` samples and how to fix it, or None if the
-    loss can use it."""
-    what = _describe_output(outputs)
-    if not isinstance(outputs, torch.Tensor):
-        return what, "make the model's forward return the logits tensor alone"
-    if not outputs.is_floating_point():
+def describe_inputs(x: Inputs) -> str:
+    """``of shape (4, 3, 32, 32)``; for a dict, each keyword's shape and dtype."""
+    if isinstance(x, Mapping):
+        return "keywords " + ", ".join(f"{key} {shape_text(t.shape)} {str(t.dtype).removeprefix('torch.')}"
+                                       for key, t in x.items())
+    return f"of shape {shape_text(x.shape)}"
+
+
+def _expected_output(loss: Loss, y: torch.Tensor, num_classes: int) -> str:
+    """What the loss takes, in words, for targets like ``y`` (whose shape it names)."""
+    targets = f"targets of shape {shape_text(y.shape)}"
+    if loss.fn is not None:
+        return f"expected an output that --loss {loss.name} takes with {targets}"
+    if y.is_floating_point():
+        return f"expected one output per target value ({targets})"
+    if y.dim() == 1:
+        return (f"expected floating-point logits of shape ({len(y)}, {num_classes}) for {targets}, one row "
+                f"per sample and one column per class ({num_classes} classes)")
+    return (f"expected floating-point logits of shape {shape_text(y.shape)[:-1]}, C) for {targets}, one "
+            f"score per class at each target position")
+
+
+def _output_problem(outputs: object, y: torch.Tensor, num_classes: int, loss: Loss) -> tuple[str, str] | None:
+    """What is wrong with a model's output for the targets ``y`` and how to fix it, or None if the
+    loss may use it (the loss itself then checks the shapes)."""
+    what = describe_output(outputs)
+    try:
+        tensor = logits_of(outputs)
+    except LossError:
+        return what, "make the model's forward return the output tensor (or a dict or object with 'logits')"
+    if tensor is not outputs:
+        what = f"{what} holding {describe_output(tensor)}"
+    rows = "keep one row per sample (e.g. x.flatten(1), not x.view(-1, k))"
+    if not tensor.is_floating_point():
         return what, "return the scores of the classes, not class indices"
-    if outputs.dim() != 2 or outputs.shape[0] != n:
-        return what, "keep one row per sample (e.g. x.flatten(1), not x.view(-1, k))"
-    width = outputs.shape[1]
-    if width < num_classes or (loss_name == "mse" and width != num_classes):
-        return what, f"give the model a head with {num_classes} outputs"
+    if tensor.dim() == 0 or tensor.shape[0] != len(y):
+        return what, rows
+    if loss.fn is None and not y.is_floating_point() and y.dim() == 1:  # class labels
+        if tensor.dim() != 2:
+            return what, rows
+        width = tensor.shape[1]
+        if width < num_classes or (loss.name != "crossentropy" and width != num_classes):
+            return what, f"give the model a head with {num_classes} outputs"
     return None
-
-
-def _describe_output(outputs: object) -> str:
-    """A model's output in a few words: a tensor's dtype and shape, or a container's type and length."""
-    if isinstance(outputs, torch.Tensor):
-        return f"a tensor of shape {_shape(outputs.shape)} ({str(outputs.dtype).removeprefix('torch.')})"
-    if isinstance(outputs, (tuple, list, dict)):
-        return f"a {type(outputs).__name__} of {len(outputs)} item(s)"
-    return f"a {type(outputs).__name__}"
-
-
-def _shape(shape: Sequence[int]) -> str:
-    dims = [str(int(d)) for d in shape]
-    return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
 
 
 def _device_of(model: nn.Module, default: torch.device) -> torch.device:
@@ -223,17 +262,18 @@ def _device_of(model: nn.Module, default: torch.device) -> torch.device:
     return default if tensor is None else tensor.device
 
 
-def _quiet_forward(model: nn.Module, x: torch.Tensor) -> object:
-    """``model(x)`` in eval mode without gradients, leaving the modes of its modules and torch's
-    random number streams as they were."""
+def _quiet_forward(model: nn.Module, x: Inputs) -> object:
+    """The model's raw output on ``x`` (:func:`objective.call_model`) in eval mode without
+    gradients, leaving the modes of its modules and torch's random number streams as they were."""
     modes = [(module, module.training) for module in model.modules()]
+    device = first_tensor(x).device
     cuda = []
-    if x.device.type == "cuda":
-        cuda = [torch.cuda.current_device() if x.device.index is None else x.device.index]
+    if device.type == "cuda":
+        cuda = [torch.cuda.current_device() if device.index is None else device.index]
     try:
         with torch.random.fork_rng(devices=cuda), torch.no_grad():
             model.eval()
-            return model(x)
+            return call_model(model, x)
     finally:
         for module, training in modes:
             module.training = training

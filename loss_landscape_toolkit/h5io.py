@@ -69,6 +69,8 @@ class MetricGroup:
 
 TRAIN = MetricGroup("train", ("train_loss", "train_acc"), (-1.0, -1.0))
 TEST = MetricGroup("test", ("test_loss", "test_acc"), (-1.0, -1.0))
+TRAIN_LOSS = MetricGroup("train", ("train_loss",), (-1.0,))  # losses without accuracy (regression, ...)
+TEST_LOSS = MetricGroup("test", ("test_loss",), (-1.0,))
 EIG = MetricGroup("eig", ("max_eig", "min_eig", "eig_hvps"), (-1.0, 1.0, -1.0))
 
 

@@ -20,7 +20,7 @@ import dataclasses
 import os
 import tempfile
 from dataclasses import dataclass
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -28,6 +28,7 @@ from torch import nn
 
 from . import h5io
 from ._seeds import direction_seed
+from .data._common import _collect_batches, _num_classes
 from .directions import PlaneSetter, create_random_direction, tensors_of
 from .errors import FileFormatError, UsageError
 from .evaluation import (
@@ -39,13 +40,16 @@ from .evaluation import (
     prepare_model,
     resolve_channels_last,
 )
-from .h5io import TEST, TRAIN
+from .folding import fold_batchnorm
+from .h5io import TEST, TEST_LOSS, TRAIN, TRAIN_LOSS, MetricGroup
 from .models.loading import state_fingerprint
+from .objective import Loss, get_loss, logits_of
 from .parallel.grid import GridStats, PointFn, PointsFn, Poll, per_point, run_grid
 from .parallel.scheduler import WorkItem, point_coordinates
 from .parallel.world import World
 
-GROUPS = {"train": TRAIN, "test": TEST}
+GROUPS = {"train": TRAIN, "test": TEST}  # loss and accuracy
+LOSS_ONLY_GROUPS = {"train": TRAIN_LOSS, "test": TEST_LOSS}  # losses without accuracy
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,17 @@ class EvalSet:
     batches: Batches
     num_classes: int
     description: str = ""
+
+    def group(self, split: str, loss: str | Loss) -> MetricGroup:
+        """The arrays this split fills for ``loss``: ``{split}_loss`` and, for losses with an
+        accuracy on these targets, ``{split}_acc``."""
+        with_accuracy = get_loss(loss).has_accuracy(self.batches[0][1])
+        return (GROUPS if with_accuracy else LOSS_ONLY_GROUPS)[split]
+
+
+def surface_groups(evalsets: Mapping[str, EvalSet], loss: str | Loss) -> list[MetricGroup]:
+    """The metric groups a surface of ``evalsets`` fills, train first."""
+    return [evalset.group(split, loss) for split, evalset in evalsets.items()]
 
 
 @dataclass
@@ -138,17 +153,24 @@ def check_resumable_surface(surface: h5io.SurfaceFile, *, xcoordinates: np.ndarr
 
 def point_evaluator(model: nn.Module, setter: PlaneSetter, xcoordinates: np.ndarray,
                     ycoordinates: np.ndarray | None, evalsets: Mapping[str, EvalSet], *,
-                    loss_name: str, bf16: bool = False) -> PointFn:
-    """The work of one grid point: move the model there, then evaluate each requested split."""
+                    loss_name: str | Loss, bf16: bool = False,
+                    after_move: Callable[[], None] | None = None) -> PointFn:
+    """The work of one grid point: move the model there (then call ``after_move``), then
+    evaluate each requested split."""
+    loss_fn = get_loss(loss_name)
 
     def evaluate_point(index: int, needs: tuple[str, ...], poll: Poll) -> dict[str, float]:
         setter.set(point_coordinates(index, xcoordinates, ycoordinates))
+        if after_move is not None:
+            after_move()
         values = {}
         for name in needs:
             data = evalsets[name]
-            loss, acc = evaluate(model, data.batches, loss_name=loss_name,
+            loss, acc = evaluate(model, data.batches, loss_name=loss_fn,
                                  num_classes=data.num_classes, poll=poll, bf16=bf16)
-            values[f"{name}_loss"], values[f"{name}_acc"] = loss, acc
+            values[f"{name}_loss"] = loss
+            if acc is not None:
+                values[f"{name}_acc"] = acc
         return values
 
     return evaluate_point
@@ -156,7 +178,7 @@ def point_evaluator(model: nn.Module, setter: PlaneSetter, xcoordinates: np.ndar
 
 def vmap_evaluator(model: nn.Module, directions: Sequence[Sequence[Any]], xcoordinates: np.ndarray,
                    ycoordinates: np.ndarray | None, evalsets: Mapping[str, EvalSet], *,
-                   loss_name: str, bf16: bool = False) -> PointsFn:
+                   loss_name: str | Loss, bf16: bool = False) -> PointsFn:
     """Several grid points per forward pass: the parameter sets of all points of a chunk are
     stacked and the model runs once per batch under ``torch.func.vmap`` (``weights`` directions
     only: BatchNorm statistics are shared by all points). Weights are formed in float32."""
@@ -165,6 +187,11 @@ def vmap_evaluator(model: nn.Module, directions: Sequence[Sequence[Any]], xcoord
     dirs = [[torch.as_tensor(np.asarray(d)).to(o) for d, o in zip(direction, origin)]
             for direction in directions]
     buffers = dict(model.named_buffers())
+    loss_fn = get_loss(loss_name)
+
+    def one_point(p: dict[str, torch.Tensor], x: Any) -> torch.Tensor:
+        args, kwargs = ((), dict(x)) if isinstance(x, Mapping) else ((x,), {})
+        return logits_of(torch.func.functional_call(model, (p, buffers), args, kwargs))
 
     def evaluate_points(items: Sequence[WorkItem], poll: Poll) -> list[dict[str, float]]:
         coords = torch.tensor([point_coordinates(i, xcoordinates, ycoordinates) for i, _ in items],
@@ -174,16 +201,17 @@ def vmap_evaluator(model: nn.Module, directions: Sequence[Sequence[Any]], xcoord
             shape = (-1,) + (1,) * o.dim()
             params[name] = o.unsqueeze(0) + sum(coords[:, k].view(shape) * d[j].unsqueeze(0)
                                                 for k, d in enumerate(dirs))
-        forward = torch.func.vmap(lambda p, x: torch.func.functional_call(model, (p, buffers), (x,)),
-                                  in_dims=(0, None))
+        forward = torch.func.vmap(one_point, in_dims=(0, None))
         values: list[dict[str, float]] = [{} for _ in items]
         for name in sorted({n for _, needs in items for n in needs}):
             data = evalsets[name]
-            losses, accs = evaluate_many(lambda x: forward(params, x), data.batches, loss_name=loss_name,
+            losses, accs = evaluate_many(lambda x: forward(params, x), data.batches, loss_name=loss_fn,
                                          num_classes=data.num_classes, poll=poll, bf16=bf16)
-            for v, (_, needs), loss, acc in zip(values, items, losses, accs):
+            for k, (v, (_, needs), loss) in enumerate(zip(values, items, losses)):
                 if name in needs:
-                    v[f"{name}_loss"], v[f"{name}_acc"] = loss, acc
+                    v[f"{name}_loss"] = loss
+                    if accs is not None:
+                        v[f"{name}_acc"] = accs[k]
         return values
 
     return evaluate_points
@@ -192,18 +220,22 @@ def vmap_evaluator(model: nn.Module, directions: Sequence[Sequence[Any]], xcoord
 @contextlib.contextmanager
 def surface_task(*, model: nn.Module, directions: Sequence[Sequence[Any]], dir_type: str,
                  xcoordinates: np.ndarray, ycoordinates: np.ndarray | None,
-                 evalsets: Mapping[str, EvalSet], loss_name: str, channels_last: bool = False,
-                 compile: bool = False, bf16: bool = False,
+                 evalsets: Mapping[str, EvalSet], loss_name: str | Loss, channels_last: bool = False,
+                 compile: bool = False, bf16: bool = False, fold_bn: bool = False,
                  points_per_forward: int = 1) -> Iterator[PointsFn]:
     """The work function of a loss surface (for chunks of ``points_per_forward`` points); the
     model is put back at the centre after.
 
     ``channels_last``/``compile``: see :func:`evaluation.prepare_model` (the evaluation
     batches must have been made with the same ``channels_last``). ``bf16``: bfloat16 autocast.
+    ``fold_bn``: evaluate a copy with BatchNorm folded into the convolutions, refreshed at every
+    point (:mod:`folding`; where the model has no such pairs, the model itself).
     ``points_per_forward`` > 1: :func:`vmap_evaluator` (``weights`` directions only).
     """
     model.eval()
-    forward = prepare_model(model, channels_last=channels_last, compile=compile)
+    prepare_model(model, channels_last=channels_last)
+    folded = fold_batchnorm(model)[0] if fold_bn and points_per_forward == 1 else None
+    forward = prepare_model(model if folded is None else folded.module, compile=compile)
     if points_per_forward > 1:
         if dir_type != "weights":
             raise UsageError("--points_per_forward > 1 needs --dir_type weights (BatchNorm statistics "
@@ -214,7 +246,8 @@ def surface_task(*, model: nn.Module, directions: Sequence[Sequence[Any]], dir_t
     setter = PlaneSetter(model, directions, dir_type=dir_type)
     try:
         yield per_point(point_evaluator(forward, setter, xcoordinates, ycoordinates, evalsets,
-                                        loss_name=loss_name, bf16=bf16))
+                                        loss_name=loss_name, bf16=bf16,
+                                        after_move=None if folded is None else folded.refresh))
     finally:
         setter.restore()
 
@@ -226,7 +259,7 @@ def run_surface(*, world: World, surf_file: str, evalsets: Mapping[str, EvalSet]
     ``task``: the keyword arguments of :func:`surface_task` other than ``evalsets``.
     """
     with surface_task(evalsets=evalsets, **task) as evaluate_points:
-        return run_grid(world=world, surf_file=surf_file, groups=[GROUPS[name] for name in evalsets],
+        return run_grid(world=world, surf_file=surf_file, groups=surface_groups(evalsets, task["loss_name"]),
                         evaluate_points=evaluate_points, chunk=task.get("points_per_forward", 1),
                         flush_secs=flush_secs, progress=progress, desc="loss surface")
 
@@ -234,18 +267,22 @@ def run_surface(*, world: World, surf_file: str, evalsets: Mapping[str, EvalSet]
 def compute_surface(model: nn.Module, data: Any, *, x: Sequence[float], y: Sequence[float] | None = None,
                     test_data: Any = None, directions: Sequence[Sequence[torch.Tensor]] | None = None,
                     dir_type: str = "weights", norm: str = "filter", ignore: str = "biasbn",
-                    seed: int = 123, loss_name: str = "crossentropy", num_classes: int | None = None,
+                    seed: int = 123, loss_name: str | Loss | Callable[..., Any] = "crossentropy",
+                    num_classes: int | None = None, target_key: str = "labels",
                     batch_size: int = 128, device: str | torch.device | None = None,
                     surf_file: str | None = None, world: World | None = None,
                     progress: bool = False, channels_last: bool | None = None,
-                    compile: bool = False, bf16: bool = False, points_per_forward: int = 1) -> Surface:
+                    compile: bool = False, bf16: bool = False, fold_bn: bool = True,
+                    points_per_forward: int = 1) -> Surface:
     """Evaluate loss and accuracy of ``model`` on the grid ``x`` (times ``y``) around it.
 
     Args:
         model: the centre of the plot (theta*); it is moved during the run and put back after.
-        data: evaluation data: ``(inputs, labels)`` tensors, a torch Dataset of pairs, or a
-            ``data.EvalData``. It is moved to ``device`` once and used as given (no
-            normalization is added).
+        data: evaluation data: ``(inputs, targets)`` tensors (inputs may be a dict of tensors,
+            the model's keyword arguments), a torch Dataset of such pairs or of dicts of
+            tensors (``target_key`` is the target), or a ``data.EvalData``. It is moved to
+            ``device`` once and used as given (no normalization is added). Integer targets
+            are class indices (-100: skipped), floating targets real values.
         x, y: coordinates along the first (and second) direction; ``y=None`` gives a 1D curve.
         test_data: optional second dataset, giving ``test_loss``/``test_acc`` too.
         directions: ``[x_direction]`` or ``[x_direction, y_direction]``, each one tensor per
@@ -253,8 +290,12 @@ def compute_surface(model: nn.Module, data: Any, *, x: Sequence[float], y: Seque
             directions normalized by ``norm`` and ``ignore`` (the paper's filter
             normalization), drawn from ``seed``; y uses the stream after x, like the CLI.
         dir_type, norm, ignore, seed: as the ``plot_surface.py`` flags of the same names.
-        loss_name: ``crossentropy`` or ``mse``.
-        num_classes: for ``mse``; by default 1 + the largest label.
+        loss_name: ``crossentropy``, ``mse`` (regression on real-valued targets; the
+            reference's ``softmax_mse`` on class labels), ``softmax_mse``, a spec
+            ``path/file.py:fn`` or a callable ``fn(outputs, targets)`` returning per-item
+            losses or a ``(sum, count)`` pair (see :mod:`objective`).
+        num_classes: for ``softmax_mse``; by default 1 + the largest label.
+        target_key: the target's key in dict items of a Dataset.
         batch_size: evaluation batch size (it does not change the results).
         device: where to evaluate; default: the model's device.
         surf_file: write the surface file there; if it exists, resume it. A file made with
@@ -267,11 +308,15 @@ def compute_surface(model: nn.Module, data: Any, *, x: Sequence[float], y: Seque
             change results only at float rounding level. ``channels_last`` None (the default)
             turns it on for convolutional models whose forward accepts it.
         bf16: bfloat16 autocast (about 3 significant digits; faster on recent GPUs).
+        fold_bn: evaluate with each BatchNorm folded into the convolution before it, refreshed
+            at every point (one pass less per layer; rounding-level differences). Models
+            without such pairs, or that torch.fx cannot trace, are evaluated as they are.
         points_per_forward: evaluate this many grid points per forward pass (``torch.func.vmap``).
 
     Returns:
-        A :class:`Surface` with ``train_loss``, ``train_acc`` (and ``test_*``) arrays. Under
-        MPI, only rank 0's result holds values; the other ranks get empty ``values``.
+        A :class:`Surface` with ``train_loss``, ``train_acc`` (and ``test_*``) arrays; no
+        ``*_acc`` for losses without accuracy (regression, user losses). Under MPI, only rank
+        0's result holds values; the other ranks get empty ``values``.
     """
     world = world or World()
     model_fingerprint = same_model_on_all_ranks(world, model)
@@ -280,11 +325,12 @@ def compute_surface(model: nn.Module, data: Any, *, x: Sequence[float], y: Seque
     model.to(device).eval()
     xs = np.asarray(x, dtype=np.float64).reshape(-1)
     ys = None if y is None else np.asarray(y, dtype=np.float64).reshape(-1)
-    evalsets, settings = {}, {"dir_type": dir_type, "loss_name": loss_name}
+    loss = get_loss(loss_name)
+    evalsets, settings = {}, {"dir_type": dir_type, "loss_name": loss.name}
     for split, split_data in (("train", data), ("test", test_data)):
         if split_data is not None:
-            evalsets[split], settings[f"{split}_data"] = _evalset(split_data, batch_size, device,
-                                                                  num_classes, bool(channels_last))
+            evalsets[split], settings[f"{split}_data"] = _evalset(split_data, batch_size, device, num_classes,
+                                                                  bool(channels_last), target_key)
     channels_last, _ = settle_channels_last(channels_last, model, evalsets)
     if directions is None:
         generator = torch.Generator().manual_seed(direction_seed(seed, 0))
@@ -305,13 +351,14 @@ def compute_surface(model: nn.Module, data: Any, *, x: Sequence[float], y: Seque
                     "model_fingerprint": model_fingerprint, "settings": settings})
         stats = run_surface(world=world, model=model, directions=directions, dir_type=dir_type,
                             surf_file=path, xcoordinates=xs, ycoordinates=ys, evalsets=evalsets,
-                            loss_name=loss_name, progress=progress, channels_last=channels_last,
-                            compile=compile, bf16=bf16, points_per_forward=points_per_forward)
+                            loss_name=loss, progress=progress, channels_last=channels_last,
+                            compile=compile, bf16=bf16, fold_bn=fold_bn,
+                            points_per_forward=points_per_forward)
         values = {}
         if world.is_root:
             surface = h5io.read_surface_file(path)
             values = {k: v for k, v in surface.arrays.items()
-                      if k in GROUPS["train"].keys + GROUPS["test"].keys}
+                      if k in GROUPS["train"].keys + GROUPS["test"].keys}  # (loss-only groups: a subset)
     return Surface(xs, ys, values, surf_file, stats)
 
 
@@ -335,20 +382,20 @@ def _surface_path(surf_file: str | None, world: World):
 
 
 def _evalset(data: Any, batch_size: int, device: Any, num_classes: int | None,
-             channels_last: bool) -> tuple[EvalSet, str]:
+             channels_last: bool, target_key: str) -> tuple[EvalSet, str]:
     """The data cut into batches, and a fingerprint of its contents (for the resume check)."""
     if hasattr(data, "x") and hasattr(data, "y"):  # data.EvalData
-        inputs, labels = data.x, data.y
+        inputs, targets = data.x, data.y
         num_classes = num_classes or getattr(data, "num_classes", None)
-    elif isinstance(data, (tuple, list)) and len(data) == 2 and torch.is_tensor(data[0]):
-        inputs, labels = data
-    else:  # a Dataset of (input, label) pairs
+    elif isinstance(data, (tuple, list)) and len(data) == 2 and torch.is_tensor(data[1]):
+        inputs, targets = data
+    else:  # a Dataset of (inputs, target) pairs or of dicts
         loader = torch.utils.data.DataLoader(data, batch_size=256, shuffle=False)
-        pairs = list(loader)
-        inputs = torch.cat([p[0] for p in pairs])
-        labels = torch.cat([torch.as_tensor(p[1]) for p in pairs])
-    labels = labels.long()
-    num_classes = num_classes or int(labels.max()) + 1
-    fingerprint = h5io.arrays_fingerprint(t.detach().cpu().numpy() for t in (inputs, labels))
-    return (EvalSet(make_batches(inputs, labels, batch_size, device=device, channels_last=channels_last),
+        inputs, targets = _collect_batches(loader, "the data", None, target_key)
+    if not targets.is_floating_point():
+        targets = targets.long()
+    num_classes = num_classes or _num_classes(data, targets, "the data")
+    tensors = [inputs[k] for k in sorted(inputs)] if isinstance(inputs, Mapping) else [inputs]
+    fingerprint = h5io.arrays_fingerprint(t.detach().cpu().numpy() for t in [*tensors, targets])
+    return (EvalSet(make_batches(inputs, targets, batch_size, device=device, channels_last=channels_last),
                     num_classes), fingerprint)

@@ -30,12 +30,20 @@ from torch import nn
 
 from ._files import replacing, reporting_write_errors
 from ._naming import checkpoint_names
-from ._options import LOSSES, OPTIMIZERS
+from ._options import OPTIMIZERS
 from ._seeds import epoch_seed
 from .data import EvalData, TrainingData, normalize_
 from .errors import DataError, ModelError, UsageError
-from .evaluation import evaluate, loss_sum, make_batches
+from .evaluation import (
+    check_model_fits,
+    describe_inputs,
+    evaluate,
+    inputs_to_channels_last,
+    make_batches,
+    map_inputs,
+)
 from .models.loading import load_checkpoint_state, load_state_into
+from .objective import Inputs, forward, get_loss
 
 DECAY_EPOCHS = (150, 225, 275)  # the reference's learning-rate milestones
 EXTRA_SAVE_EPOCH = 150  # the reference also keeps the model at the first decay
@@ -319,27 +327,17 @@ def _normalized_copy(data: TrainingData) -> torch.Tensor:
     return data.x if data.mean is None else normalize_(data.x.clone(), data.mean, data.std)
 
 
-def check_outputs(model: nn.Module, sample: torch.Tensor, *, num_classes: int, spec: str) -> None:
-    """Fail early, with one line, on a model that cannot take the inputs or gives fewer outputs
-    than classes (one forward pass in eval mode, which changes nothing in the model).
+def check_outputs(model: nn.Module, data: TrainingData, *, loss_name: str, spec: str) -> None:
+    """Fail early, with one line, on a model that cannot take the inputs or whose outputs the
+    loss cannot use with the targets (one forward pass on a few samples in eval mode, which
+    changes nothing in the model; see :func:`evaluation.check_model_fits`).
 
     Raises:
-        ModelError: the forward pass fails or its output is not ``(B, >= num_classes)``.
+        ModelError: naming the shapes seen and what was expected.
     """
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            out = model(sample)
-    except Exception as exc:
-        raise ModelError(f"model {spec} fails on inputs of shape {tuple(sample.shape[1:])} "
-                         f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]}); is it made "
-                         f"for this data?") from None
-    finally:
-        model.train(was_training)
-    if out.dim() != 2 or out.shape[1] < num_classes:
-        raise ModelError(f"model {spec} gives outputs of shape {tuple(out.shape)} but the data has "
-                         f"{num_classes} classes; expected (batch, {num_classes})")
+    sample = map_inputs(lambda t: t[:4], data.x)
+    check_model_fits(model, (sample, data.y[:4]), num_classes=data.num_classes, loss_name=loss_name,
+                     name=f"model {spec}", data="the training data", targets=data.y)
 
 
 # --------------------------------------------------------------------------- one epoch
@@ -373,62 +371,62 @@ class Recipe:
     channels_last: bool = False  # NHWC batches, for a model converted with the same flag
 
     def __post_init__(self) -> None:
-        if self.loss_name not in LOSSES:
-            raise ValueError(f"loss_name must be one of {LOSSES}, got {self.loss_name!r}")
+        get_loss(self.loss_name)  # an unknown loss fails here, before any epoch
 
 
-def train_epoch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, data: TrainingData,
+def train_epoch(model: nn.Module, x: Inputs, y: torch.Tensor, *, data: TrainingData,
                 optimizer: torch.optim.Optimizer, recipe: Recipe,
                 generator: torch.Generator) -> tuple[float, float]:
     """Train one epoch in training mode over ``x``, ``y`` (raw inputs and labels on the model's
     device); return the mean loss and the error in percent, as the reference measures them
-    (on the augmented batches, while the weights change)."""
+    (on the augmented batches, while the weights change). Each step minimizes the batch's mean
+    over the items the loss counts (e.g. non-ignored tokens); the error is NaN for losses
+    without accuracy."""
     model.train()
-    total = torch.zeros((), dtype=torch.float64, device=x.device)
-    correct = torch.zeros((), dtype=torch.int64, device=x.device)
+    loss_fn = get_loss(recipe.loss_name)
+    total = count = torch.zeros((), dtype=torch.float64, device=y.device)
+    correct = None
     for idx in train_batches(len(y), recipe.batch_size, generator):
-        idx = idx.to(x.device)
-        inputs, targets = x[idx], y[idx]
+        idx = idx.to(y.device)
+        inputs, targets = map_inputs(lambda t, idx=idx: t[idx], x), y[idx]
         if recipe.augment:
             inputs = random_crop_flip(inputs, generator=generator)
-        normalize_(inputs, data.mean, data.std)
+        if isinstance(inputs, torch.Tensor):
+            normalize_(inputs, data.mean, data.std)
         if recipe.channels_last:
-            inputs = inputs.contiguous(memory_format=torch.channels_last)
-        outputs = model(inputs)
-        loss = loss_sum(outputs, targets, loss_name=recipe.loss_name,
-                        num_classes=data.num_classes) / len(targets)
+            inputs = inputs_to_channels_last(inputs)
+        sums = loss_fn.sums(forward(model, inputs), targets, num_classes=data.num_classes)
+        loss = sums.loss / sums.count
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        total += loss.detach() * len(targets)
-        correct += (outputs.detach().argmax(dim=1) == targets).sum()
-    n = len(y)
-    return float(total) / n, 100.0 - 100.0 * float(correct) / n
+        total, count = total + sums.loss.detach(), count + sums.count
+        if sums.correct is not None:
+            correct = sums.correct if correct is None else correct + sums.correct
+    n = float(count)
+    return float(total) / n, math.nan if correct is None else 100.0 - 100.0 * float(correct) / n
 
 
-def evaluate_raw(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, data: TrainingData,
+def evaluate_raw(model: nn.Module, x: Inputs, y: torch.Tensor, *, data: TrainingData,
                  batch_size: int, loss_name: str, channels_last: bool = False) -> tuple[float, float]:
-    """Mean loss and error (%) in eval mode on raw inputs, normalized batch by batch (no copy
-    of the whole set), without augmentation."""
-    model.eval()
-    total = correct = 0.0
-    for start in range(0, len(y), batch_size):
-        inputs = normalize_(x[start:start + batch_size].clone(), data.mean, data.std)
-        if channels_last:
-            inputs = inputs.contiguous(memory_format=torch.channels_last)
-        targets = y[start:start + batch_size]
-        loss, acc = evaluate(model, [(inputs, targets)], loss_name=loss_name, num_classes=data.num_classes)
-        total += loss * len(targets)
-        correct += acc * len(targets) / 100.0
-    return total / len(y), 100.0 - 100.0 * correct / len(y)
+    """Mean loss and error (%) in eval mode on raw inputs, normalized batch by batch as they are
+    evaluated (no copy of the whole set), without augmentation."""
+    def prepared(start: int) -> Inputs:
+        inputs = map_inputs(lambda t: t[start:start + batch_size], x)
+        if isinstance(inputs, torch.Tensor) and data.mean is not None:
+            inputs = normalize_(inputs.clone(), data.mean, data.std)
+        return inputs_to_channels_last(inputs) if channels_last else inputs
+
+    batches = ((prepared(start), y[start:start + batch_size]) for start in range(0, len(y), batch_size))
+    return evaluate_test(model, batches, loss_name=loss_name, num_classes=data.num_classes)
 
 
-def evaluate_test(model: nn.Module, batches: Sequence[tuple[torch.Tensor, torch.Tensor]], *,
-               loss_name: str, num_classes: int) -> tuple[float, float]:
-    """Test loss and error (%) in eval mode."""
+def evaluate_test(model: nn.Module, batches: Iterable[tuple[Inputs, torch.Tensor]], *,
+                  loss_name: str, num_classes: int) -> tuple[float, float]:
+    """Loss and error (%) in eval mode (error NaN for losses without accuracy)."""
     model.eval()
     loss, acc = evaluate(model, batches, loss_name=loss_name, num_classes=num_classes)
-    return loss, 100.0 - acc
+    return loss, math.nan if acc is None else 100.0 - acc
 
 
 # --------------------------------------------------------------------------- the run
@@ -535,10 +533,10 @@ def train(model: nn.Module, optimizer: torch.optim.Optimizer, *, data: TrainingD
     Returns:
         The statistics of every logged epoch.
     """
-    x, y = data.x.to(device), data.y.to(device)
-    if x.dim() != 4 and recipe.augment:
+    x, y = map_inputs(lambda t: t.to(device), data.x), data.y.to(device)
+    if recipe.augment and not (isinstance(x, torch.Tensor) and x.dim() == 4):
         raise DataError(f"augmentation crops and flips images (N, C, H, W) but the training inputs "
-                        f"have shape {tuple(x.shape)}; pass --noaug")
+                        f"are {describe_inputs(x)}; pass --noaug")
     test_batches = make_batches(test.x, test.y, recipe.batch_size, device=device,
                                 channels_last=recipe.channels_last)
     history: list[EpochStats] = []

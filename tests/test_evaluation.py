@@ -54,6 +54,7 @@ def test_check_model_fits_runs_only_a_few_samples():
 @pytest.mark.parametrize("factory, loss_name", [
     (misfit_models.nan_out, "crossentropy"),  # a NaN loss is a landscape value, not an error
     (misfit_models.twelve_classes, "crossentropy"),  # labels 0..9 fit in 12 scores
+    (misfit_models.pair, "crossentropy"),  # (logits, features): the first element is the output
 ])
 def test_check_model_fits_accepts_outputs_the_loss_can_use(factory, loss_name):
     check_model_fits(factory(), _digits_like_batch(), num_classes=10, loss_name=loss_name)
@@ -66,7 +67,8 @@ def test_check_model_fits_accepts_outputs_the_loss_can_use(factory, loss_name):
      ["shape (4, 3, 32, 32)", "returned a tensor of shape (4, 5) (float32)", "(10 classes)",
       "expected floating-point logits of shape (4, 10)", "head with 10 outputs"]),
     (misfit_models.twelve_classes, "mse", ["returned a tensor of shape (4, 12)", "head with 10 outputs"]),
-    (misfit_models.pair, "crossentropy", ["returned a tuple of 2 item(s)", "logits tensor alone"]),
+    (misfit_models.features, "crossentropy",
+     ["returned a dict with keys ['features']", "dict or object with 'logits'"]),
     (misfit_models.rank3, "crossentropy", ["returned a tensor of shape (4, 10, 1)", "one row per sample"]),
     (misfit_models.mixed_rows, "crossentropy", ["returned a tensor of shape (8, 5)", "one row per sample"]),
     (misfit_models.indices, "crossentropy", ["returned a tensor of shape (4,) (int64)", "not class indices"]),

@@ -288,6 +288,11 @@ def add_parallel_args(parser: argparse.ArgumentParser, *, speed: bool = True) ->
                         "whose forward accepts it; faster on CPUs and GPUs)")
     g.add_argument("--no_channels_last", dest="channels_last", action="store_false",
                    help="keep the default NCHW memory format")
+    g.add_argument("--fold_bn", action="store_true", default=None,
+                   help="evaluate with each BatchNorm folded into the convolution before it, refreshed "
+                        "at every point (default: on where the model has such pairs)")
+    g.add_argument("--no_fold_bn", dest="fold_bn", action="store_false",
+                   help="evaluate the model's BatchNorm layers as they are")
     g.add_argument("--compile", action="store_true",
                    help="torch.compile the model (one-time compile cost per process; see README)")
     g.add_argument("--bf16", action="store_true",
@@ -312,6 +317,9 @@ def add_data_args(parser: argparse.ArgumentParser, *, test: bool = True) -> None
     g.add_argument("--split_idx", type=int, default=0, help="which part (0-based) with --data_split")
     g.add_argument("--trainloader", default="", help="pickled DataLoader for training data (trusted files only)")
     g.add_argument("--testloader", default="", help="pickled DataLoader for test data (trusted files only)")
+    g.add_argument("--target_key", default="labels",
+                   help="the key of the targets in dict items of a custom dataset (the other keys "
+                        "are the model's keyword arguments)")
     if test:
         g.add_argument("--eval_test", action="store_true",
                        help="also compute test_loss/test_acc on the test set in the same run")
@@ -325,7 +333,27 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--model_file", default="", help="checkpoint of the centre model")
     g.add_argument("--model_file2", default="", help="x direction = model_file2 - model_file")
     g.add_argument("--model_file3", default="", help="y direction = model_file3 - model_file")
-    g.add_argument("--loss_name", "-l", default="crossentropy", choices=LOSSES)
+    add_loss_arg(g)
+
+
+def add_loss_arg(group: argparse._ArgumentGroup) -> None:
+    """``--loss_name`` (alias ``--loss``): a built-in loss or the user's, checked when parsed."""
+    group.add_argument("--loss_name", "--loss", "-l", default="crossentropy", type=loss_choice, metavar="LOSS",
+                       help=f"{' | '.join(LOSSES)} | path/to/file.py:fn | pkg.module:fn "
+                            f"(fn(outputs, targets) -> per-item losses or (sum, count)); see README")
+
+
+def loss_choice(text: str) -> str:
+    """A --loss value, kept as given once :func:`objective.get_loss` accepts it (a user loss is
+    imported to check it exists).
+
+    Raises:
+        LossError: an unknown name or a spec that cannot be imported.
+    """
+    from ..objective import get_loss  # torch: only for the programs that compute
+
+    get_loss(text)
+    return text
 
 
 def add_direction_args(parser: argparse.ArgumentParser, *, same_dir: bool = True) -> None:

@@ -153,7 +153,7 @@ def probe_ranges(loss_along: Callable[[int, float], float], axes: Sequence[tuple
 
 def plane_loss(model: nn.Module, directions: Sequence[Sequence[Any]], evalsets: Mapping[str, EvalSet], *,
                dir_type: str, loss_name: str, channels_last: bool = False,
-               bf16: bool = False) -> Callable[[int, float], float]:
+               bf16: bool = False, fold_bn: bool = False) -> Callable[[int, float], float]:
     """``loss_along(axis, alpha)``: the training loss at ``alpha`` on axis 0 (x) or 1 (y) of the
     plane, computed the way the grid computes a point (``surface_task``, one point per forward)."""
     train = {"train": evalsets["train"]}
@@ -164,7 +164,7 @@ def plane_loss(model: nn.Module, directions: Sequence[Sequence[Any]], evalsets: 
         with surface_task(model=model, directions=directions, dir_type=dir_type,
                           xcoordinates=coords[0], ycoordinates=coords[1] if len(coords) > 1 else None,
                           evalsets=train, loss_name=loss_name, channels_last=channels_last,
-                          bf16=bf16) as evaluate_points:
+                          bf16=bf16, fold_bn=fold_bn) as evaluate_points:
             return float(evaluate_points([(0, ("train",))], lambda: None)[0]["train_loss"])
 
     return loss_along

@@ -38,6 +38,7 @@ from ..directions import (
 )
 from ..errors import FileFormatError, ModelError, SilentExit, UsageError
 from ..evaluation import check_model_fits, make_batches
+from ..folding import fold_batchnorm
 from ..models import list_models
 from ..models.loading import build_model, load_model, state_fingerprint
 from ..parallel.world import World, detect_world, env_rank
@@ -47,7 +48,7 @@ from .args import GridRange, norm_choice, parse_range
 
 # settings that change the numbers in a surface file: a resume must not mix them
 RESUME_KEYS = ("dataset", "raw_data", "data_split", "split_idx", "loss_name", "dir_type",
-               "trainloader", "testloader", "bf16")
+               "trainloader", "testloader", "bf16", "target_key")
 
 
 @dataclass
@@ -147,7 +148,8 @@ def resolve_auto_ranges(args: argparse.Namespace, world: World, model: nn.Module
         if world.is_root:
             loss_along = auto_range.plane_loss(
                 model, directions, evalsets, dir_type=args.dir_type, loss_name=args.loss_name,
-                channels_last=bool(getattr(args, "channels_last", False)), bf16=getattr(args, "bf16", False))
+                channels_last=bool(getattr(args, "channels_last", False)), bf16=getattr(args, "bf16", False),
+                fold_bn=bool(getattr(args, "fold_bn", False)))
             found = auto_range.probe_ranges(loss_along, axes, rise=getattr(args, "auto_rise", None))
     centre, rise, probes = world.bcast(found)
     asked = {flag: grid for flag, _, grid in given}
@@ -206,8 +208,9 @@ def check_model_on_data(args: argparse.Namespace, model: nn.Module, evalsets: di
     for split, evalset in evalsets.items():
         loader = args.trainloader if split == "train" else args.testloader
         data = f"--{split}loader {loader}" if loader else f"the {args.dataset} {split} data"
-        check_model_fits(model, evalset.batches[0], num_classes=evalset.num_classes,
-                         loss_name=args.loss_name, name=f"--model {args.model}", data=data)
+        targets = torch.cat([y for _, y in evalset.batches])
+        check_model_fits(model, evalset.batches[0], num_classes=evalset.num_classes, loss_name=args.loss_name,
+                         name=f"--model {args.model}", data=data, targets=targets)
 
 
 # --------------------------------------------------------------------------- loading
@@ -228,8 +231,17 @@ def choose_speed_options(args: argparse.Namespace, model: nn.Module, evalsets: d
     parts = [f"threads {threads}"]
     if hasattr(args, "channels_last"):  # the programs with speed options
         args.channels_last, why = settle_channels_last(args.channels_last, model, evalsets)
-        parts += [f"channels_last {'on' if args.channels_last else 'off'} ({why})",
-                  f"compile {'on' if args.compile else 'off'}"]
+        parts.append(f"channels_last {'on' if args.channels_last else 'off'} ({why})")
+        if args.fold_bn is False:
+            parts.append("fold_bn off (given)")
+        elif getattr(args, "points_per_forward", 1) > 1:
+            args.fold_bn = False
+            parts.append("fold_bn off (--points_per_forward)")
+        else:
+            folded, why = fold_batchnorm(model)
+            args.fold_bn = folded is not None
+            parts.append(f"fold_bn {'on' if folded else 'off'} ({why})")
+        parts.append(f"compile {'on' if args.compile else 'off'}")
     return "; ".join(parts)
 
 
@@ -255,11 +267,11 @@ def load_evalsets(args: argparse.Namespace, *, device: torch.device,
     for split in ["train", "test"] if eval_test else ["train"]:
         pickled = args.trainloader if split == "train" else args.testloader
         if pickled:
-            data = load_pickled_loader(pickled)
+            data = load_pickled_loader(pickled, target_key=args.target_key)
         else:
             part = dict(data_split=args.data_split, split_idx=args.split_idx) if split == "train" else {}
-            data = load_eval_data(args.dataset, split=split, datapath=args.datapath,
-                                  raw_data=args.raw_data, download=download, **part)
+            data = load_eval_data(args.dataset, split=split, datapath=args.datapath, raw_data=args.raw_data,
+                                  download=download, target_key=args.target_key, **part)
         batches = make_batches(data.x, data.y, args.batch_size, device=device,
                                channels_last=getattr(args, "channels_last", False))
         out[split] = EvalSet(batches, data.num_classes, data.description)

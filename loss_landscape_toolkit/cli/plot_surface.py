@@ -12,8 +12,7 @@ import argparse
 from typing import Sequence
 
 from .. import h5io, plotting
-from ..h5io import TEST, TRAIN
-from ..surface import surface_task
+from ..surface import surface_groups, surface_task
 from . import args as cli_args
 from .job import parse_args_and_world, prepare_job
 from .modes import is_whole_surface, report, run_job
@@ -49,9 +48,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                             dir_type=args.dir_type, xcoordinates=xcoords, ycoordinates=ycoords,
                             evalsets=job.evalsets, loss_name=args.loss_name,
                             channels_last=args.channels_last, compile=args.compile, bf16=args.bf16,
+                            fold_bn=args.fold_bn,
                             points_per_forward=args.points_per_forward)
 
-    groups = [TRAIN, TEST] if args.eval_test else [TRAIN]
+    groups = surface_groups(job.evalsets, args.loss_name)  # *_acc where the loss has an accuracy
     result = run_job(args, world, job, groups=groups, task=task, desc="loss surface")
     if not world.is_root:
         return 0

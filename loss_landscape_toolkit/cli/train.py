@@ -23,7 +23,7 @@ from .. import _files, training
 from .._devices import choose_device
 from .._imports import is_spec
 from .._naming import save_folder_name
-from .._options import LOSSES, OPTIMIZERS
+from .._options import OPTIMIZERS
 from .._seeds import seed_everything
 from ..data import EvalData, TrainingData, load_eval_data, load_pickled_loader, load_training_data
 from ..errors import DataError, UsageError
@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     g = parser.add_argument_group("model")
     g.add_argument("--model", "-m", default="vgg9",
                    help="zoo name, path/to/file.py:factory or pkg.module:factory")
-    g.add_argument("--loss_name", "-l", default="crossentropy", choices=LOSSES)
+    cli_args.add_loss_arg(g)
     g = parser.add_argument_group("data")
     g.add_argument("--dataset", default="cifar10",
                    help="cifar10 | digits | path/to/file.py:function | pkg.module:function")
@@ -70,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fraction of training labels redrawn uniformly at random (seeded by --rand_seed)")
     g.add_argument("--trainloader", default="", help="train on this pickled DataLoader (trusted files only)")
     g.add_argument("--testloader", default="", help="test on this pickled DataLoader (trusted files only)")
+    g.add_argument("--target_key", default="labels",
+                   help="the key of the targets in dict items of a custom dataset")
     g = parser.add_argument_group("devices")
     g.add_argument("--ngpu", type=int, default=1, help="if > 1, DataParallel over all visible GPUs")
     g.add_argument("--cuda", "-c", action="store_true", help="require a GPU (default: a GPU if there is one)")
@@ -107,14 +109,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(note, flush=True)
     recipe = training.Recipe(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                              lr_decay=args.lr_decay, save_epoch=args.save_epoch,
-                             loss_name=args.loss_name, augment=augment(args), seed=args.rand_seed,
+                             loss_name=args.loss_name, augment=augment(args, data), seed=args.rand_seed,
                              channels_last=args.channels_last)
     history = run_logged(folder, lambda log: training.train(
         model, optimizer, data=data, test=test, recipe=recipe, folder=folder, start_epoch=start_epoch,
         device=device, log=log))
     last = history[-1]
-    print(f"done: epoch {last.epoch}, test accuracy {100 - last.test_err:.2f}%; checkpoints and "
-          f"log.out in {folder}", flush=True)
+    result = (f"test loss {last.test_loss:.5g}" if last.test_err != last.test_err  # NaN: no accuracy
+              else f"test accuracy {100 - last.test_err:.2f}%")
+    print(f"done: epoch {last.epoch}, {result}; checkpoints and log.out in {folder}", flush=True)
     return 0
 
 
@@ -187,9 +190,10 @@ def load_data(args: argparse.Namespace) -> tuple[TrainingData, EvalData]:
                                        num_classes=max(train.num_classes, test.num_classes),
                                        description=train.description)
     else:
-        data = load_training_data(args.dataset, datapath=args.datapath, raw_data=args.raw_data)
-        test = load_eval_data(args.dataset, split="test", datapath=args.datapath,
-                                         raw_data=args.raw_data)
+        data = load_training_data(args.dataset, datapath=args.datapath, raw_data=args.raw_data,
+                                  target_key=args.target_key)
+        test = load_eval_data(args.dataset, split="test", datapath=args.datapath, raw_data=args.raw_data,
+                              target_key=args.target_key)
     if args.label_corrupt_prob > 0:
         labels, redrawn = training.corrupt_labels(data.y, prob=args.label_corrupt_prob,
                                                   num_classes=data.num_classes, seed=args.rand_seed)
@@ -198,9 +202,9 @@ def load_data(args: argparse.Namespace) -> tuple[TrainingData, EvalData]:
             x=data.x, y=labels, mean=data.mean, std=data.std, num_classes=data.num_classes,
             description=(f"{data.description}; labels of {int(redrawn.sum())} of {len(labels)} examples "
                          f"redrawn uniformly (seed {args.rand_seed}), {changed} now differ from the true class"))
-    if test.x.shape[1:] != data.x.shape[1:]:
-        raise DataError(f"training inputs have shape {tuple(data.x.shape[1:])} but test inputs "
-                        f"{tuple(test.x.shape[1:])}; both splits must have one shape")
+    if item_shapes(test.x) != item_shapes(data.x):
+        raise DataError(f"training inputs have shape {item_shapes(data.x)} but test inputs "
+                        f"{item_shapes(test.x)}; both splits must have one shape")
     return data, test
 
 
@@ -219,13 +223,25 @@ def build_initialised_model(args: argparse.Namespace, data: TrainingData) -> tor
     model = build_model(args.model, num_classes=data.num_classes)
     if not is_spec(args.model):
         training.init_params(model)
-    training.check_outputs(model, data.x[:2], num_classes=data.num_classes, spec=args.model)
+    training.check_outputs(model, data, loss_name=args.loss_name, spec=args.model)
     return model
 
 
-def augment(args: argparse.Namespace) -> bool:
-    # pickled loaders deliver inputs already transformed (and normalized): not augmented again
-    return not args.noaug and not args.trainloader
+def augment(args: argparse.Namespace, data: TrainingData) -> bool:
+    # pickled loaders deliver inputs already transformed (and normalized): not augmented again;
+    # crops and flips are for images only
+    return not args.noaug and not args.trainloader and is_image_data(data)
+
+
+def is_image_data(data: TrainingData) -> bool:
+    return isinstance(data.x, torch.Tensor) and data.x.dim() == 4 and data.x.is_floating_point()
+
+
+def item_shapes(x: object) -> object:
+    """The shape of one input item (a dict of them for keyword inputs), to compare splits."""
+    if isinstance(x, dict):
+        return {key: tuple(t.shape[1:]) for key, t in x.items()}
+    return tuple(x.shape[1:])
 
 
 def announce(args: argparse.Namespace, model: torch.nn.Module, data: TrainingData,
@@ -237,13 +253,15 @@ def announce(args: argparse.Namespace, model: torch.nn.Module, data: TrainingDat
     notes = []
     if args.trainloader and not args.noaug:
         notes.append("note: pickled loaders are used as they are: no augmentation added")
+    elif not args.noaug and not is_image_data(data):
+        notes.append("note: the inputs are not images (N, C, H, W): no augmentation added")
     lines = [
         f"model: {args.model} ({nparams:,} parameters) on {device}",
         f"training data: {data.description}",
         f"test data: {test.description}",
         f"optimizer: {args.optimizer}, lr {args.lr} (x{args.lr_decay} after epochs "
         f"{', '.join(map(str, training.DECAY_EPOCHS))}), weight decay {args.weight_decay}, momentum "
-        f"{args.momentum}, batch size {args.batch_size}, augmentation {'on' if augment(args) else 'off'}",
+        f"{args.momentum}, batch size {args.batch_size}, augmentation {'on' if augment(args, data) else 'off'}",
         f"{start}; training to epoch {args.epochs}",
         f"checkpoints and log.out: {folder} ({os.path.abspath(folder)})",
         *notes,

@@ -14,7 +14,7 @@ Datasets (see :func:`load_eval_data`):
 * ``digits``: scikit-learn's embedded 8x8 handwritten digits (1,797 real images, no download),
   upsampled to 3x32x32 so every CIFAR model runs on it. For demos and tests.
 * ``path/to/file.py:function`` or ``pkg.module:function``: a user function returning
-  ``(train, test)`` torch Datasets.
+  ``(train, test)`` torch Datasets of ``(x, y)`` pairs or dicts of tensors.
 
 ``data_split``/``split_idx`` select one of K disjoint random parts of the data (the reference code
 used overlapping parts; see :func:`split_indices`).
@@ -94,6 +94,7 @@ def load_eval_data(
     data_split: int = 1,
     split_idx: int = 0,
     download: bool = True,
+    target_key: str = "labels",
 ) -> EvalData:
     """Load one split of a dataset into memory as tensors, converted and normalized once.
 
@@ -116,9 +117,13 @@ def load_eval_data(
         split_idx: Which part to load, ``0 <= split_idx < data_split``.
         download: CIFAR-10 only: when the files are missing, try one torchvision download into
             ``datapath`` before giving up.
+        target_key: custom datasets of dict items: the key of the target (the other keys are
+            the model's keyword arguments).
 
     Returns:
-        :class:`EvalData` with float32 inputs and int64 labels.
+        :class:`EvalData`: float32 inputs and int64 labels for the built-in datasets; for
+        custom ones, inputs of the dataset's dtypes (floating as float32, or a dict of
+        tensors) and int64 class or float32 real-valued targets.
 
     Raises:
         ValueError: If ``split`` is not ``"train"`` or ``"test"`` (a programming error).
@@ -132,7 +137,7 @@ def load_eval_data(
     if not isinstance(dataset, str) or not dataset.strip():
         raise DataError(_unknown_dataset_message(str(dataset)))
     if is_spec(dataset):
-        return _load_custom(dataset, split, data_split, split_idx)
+        return _load_custom(dataset, split, data_split, split_idx, target_key)
     name = dataset.strip().lower()
     if name == "cifar10":
         return _load_cifar10(split, datapath, raw_data, data_split, split_idx, download)
@@ -147,6 +152,7 @@ def load_training_data(
     datapath: str | None = None,
     raw_data: bool = False,
     download: bool = True,
+    target_key: str = "labels",
 ) -> TrainingData:
     """Load the training split unnormalized, plus the constants to normalize it after augmentation.
 
@@ -155,6 +161,7 @@ def load_training_data(
         datapath: CIFAR-10 folder, as :func:`load_eval_data`.
         raw_data: Never normalize (``mean``/``std`` None), like ``load_eval_data(raw_data=True)``.
         download: CIFAR-10 only: try one torchvision download when the files are missing.
+        target_key: as :func:`load_eval_data`.
 
     Returns:
         :class:`TrainingData`. Its constants are CIFAR-10's fixed ones for cifar10, the
@@ -164,7 +171,8 @@ def load_training_data(
     Raises:
         DataError: As :func:`load_eval_data`.
     """
-    data = load_eval_data(dataset, split="train", datapath=datapath, raw_data=True, download=download)
+    data = load_eval_data(dataset, split="train", datapath=datapath, raw_data=True, download=download,
+                          target_key=target_key)
     mean = std = None
     name = dataset.strip().lower()
     if not raw_data and name == "cifar10":

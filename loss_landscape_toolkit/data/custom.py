@@ -1,7 +1,9 @@
 """Custom datasets: ``path/to/file.py:function`` or ``pkg.module:function`` returning Datasets.
 
 The function is called with no arguments and returns ``(train, test)`` torch Datasets of
-``(x, y)`` pairs (``test`` may be None). The chosen split is read once, in file order, through a
+``(x, y)`` pairs or of dicts of tensors (``test`` may be None): x of any dtype and shape; in a
+dict the target key (``labels`` unless told otherwise) is the target and the other keys are the
+model's keyword arguments. The chosen split is read once, in file order, through a
 ``DataLoader`` and kept as tensors, exactly as the dataset returns them (no normalization added).
 A file's folder is on ``sys.path`` while it is imported, called and read, so it can import its
 sibling modules.
@@ -65,7 +67,7 @@ def _dataset_split(spec: str, split: str) -> tuple[Any, str | None]:
     return ds, folder
 
 
-def _load_custom(spec: str, split: str, data_split: int, split_idx: int) -> EvalData:
+def _load_custom(spec: str, split: str, data_split: int, split_idx: int, target_key: str = "labels") -> EvalData:
     ds, folder = _dataset_split(spec, split)
     what = f"custom dataset {spec!r} ({split} split)"
     total = _sized_len(ds)
@@ -84,18 +86,20 @@ def _load_custom(spec: str, split: str, data_split: int, split_idx: int) -> Eval
     except Exception as exc:
         raise DataError(f"{what} cannot be batched by a DataLoader ({one_line(exc, 200)})") from None
     with on_sys_path(folder):
-        x, y = _collect_batches(loader, what, expected)
+        x, y = _collect_batches(loader, what, expected, target_key)
     if total is None:
         total = len(y)
         idx = split_indices(total, data_split, split_idx)
         if data_split > 1:
-            x, y = x[torch.from_numpy(idx)], y[torch.from_numpy(idx)]
+            rows = torch.from_numpy(idx)
+            x = {k: v[rows] for k, v in x.items()} if isinstance(x, dict) else x[rows]
+            y = y[rows]
     return EvalData(
         x=x,
         y=y,
         num_classes=_num_classes(ds, y, what),
         description=(
-            f"custom dataset {spec} {split} split, {_part_text(data_split, split_idx, len(y), total)}, "
+            f"custom dataset {spec} {split} split, {_part_text(data_split, split_idx, len(y), total, 'items')}, "
             f"as returned by the dataset (no normalization added)"
         ),
     )

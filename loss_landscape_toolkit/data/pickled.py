@@ -10,10 +10,10 @@ from pathlib import Path
 import torch
 
 from ..errors import DataError, one_line
-from ._common import EvalData, _collect_batches
+from ._common import EvalData, _collect_batches, _num_classes
 
 
-def load_pickled_loader(path: str) -> EvalData:
+def load_pickled_loader(path: str, *, target_key: str = "labels") -> EvalData:
     """Load a pickled ``DataLoader`` (the reference's ``--trainloader``/``--testloader``) once.
 
     The file is read with ``torch.load(path, weights_only=False)``, which EXECUTES CODE stored
@@ -22,6 +22,7 @@ def load_pickled_loader(path: str) -> EvalData:
 
     Args:
         path: File written by ``torch.save(loader, path)``.
+        target_key: the target's key when the loader yields dicts (see :func:`load_eval_data`).
 
     Returns:
         The data; ``num_classes`` is the largest label + 1.
@@ -46,10 +47,10 @@ def load_pickled_loader(path: str) -> EvalData:
     what = f"pickled loader {file.absolute()}"
     if not hasattr(loader, "__iter__"):
         raise DataError(f"{what} holds a {type(loader).__name__}, expected an iterable DataLoader")
-    x, y = _collect_batches(loader, what, None)
+    x, y = _collect_batches(loader, what, None, target_key)
     return EvalData(
         x=x,
         y=y,
-        num_classes=int(y.max()) + 1,
-        description=f"{what} ({len(y)} images, transforms as pickled)",
+        num_classes=_num_classes(loader, y, what),
+        description=f"{what} ({len(y)} items, transforms as pickled)",
     )

@@ -76,8 +76,8 @@ def split_indices(n: int, data_split: int, split_idx: int, *, seed: int = 0) -> 
     return np.sort(part).astype(np.int64, copy=False)
 
 
-def _part_text(data_split: int, split_idx: int, used: int, total: int) -> str:
+def _part_text(data_split: int, split_idx: int, used: int, total: int, noun: str = "images") -> str:
     """How much of the data a description covers: all of it, or which part of how many."""
     if data_split == 1:
-        return f"{used} images"
-    return f"part split_idx={split_idx} of data_split={data_split}: {used} of {total} images"
+        return f"{used} {noun}"
+    return f"part split_idx={split_idx} of data_split={data_split}: {used} of {total} {noun}"

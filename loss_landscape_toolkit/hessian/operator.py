@@ -15,15 +15,16 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
 from scipy.sparse.linalg import LinearOperator
 from torch import nn
 
-from .._options import LOSSES, PARAM_SETS
-from ..evaluation import Batches, loss_sum
+from .._options import PARAM_SETS
+from ..evaluation import Batches, map_inputs
+from ..objective import Inputs, Loss, call_model, get_loss, logits_of
 
 HVP_MODES = ("auto", "reverse_over_forward", "double_backward", "forward_over_reverse")
 
@@ -91,7 +92,7 @@ def cast_model_and_batches(model: nn.Module, batches: Batches, *,
         New ``(inputs, labels)`` pairs on the same device.
     """
     model.to(dtype)
-    return [(x.to(dtype) if x.is_floating_point() else x, y) for x, y in batches]
+    return [(map_inputs(lambda t: t.to(dtype) if t.is_floating_point() else t, x), y) for x, y in batches]
 
 
 # --------------------------------------------------------------------------- the operator
@@ -114,8 +115,10 @@ class HessianOperator:
             off), which makes the loss a deterministic function of the weights.
         batches: ``(inputs, labels)`` pairs already on the model's device, e.g. from
             ``evaluation.make_batches``.
-        num_classes: number of classes (used by the mse loss).
-        loss_name: ``"crossentropy"`` or ``"mse"``, as in :func:`evaluation.loss_sum`.
+        num_classes: number of classes (used by the reference's mse, ``softmax_mse``).
+        loss_name: a loss of :mod:`objective`: a built-in name, a user loss spec or a
+            :class:`objective.Loss`; the mean is over all items it counts (e.g. every
+            non-ignored token), as for the surfaces.
         params: ``"dim>1"`` (default, like the reference) or ``"all"``.
         mode: how an HVP is computed: ``"reverse_over_forward"`` (``torch.func.grad`` of a
             ``torch.func.jvp``: the fastest, measured by ``bench/bench_hessian.py`` on
@@ -124,9 +127,12 @@ class HessianOperator:
             (``torch.func.jvp`` of ``torch.func.grad``). All give the same products up to
             rounding. ``"auto"`` (default) uses reverse_over_forward and switches to
             double_backward for good if the FIRST product fails with a NotImplementedError or
-            RuntimeError (e.g. a custom ``autograd.Function`` without forward-mode or
-            ``torch.func`` support); ``op.mode`` then says which one is used and
-            ``op.fallback_reason`` why.
+            RuntimeError (e.g. a custom ``autograd.Function`` or a fused attention kernel
+            without forward-mode or ``torch.func`` support), or if it differs from the
+            double_backward product of the same vector (checked once, on the first product:
+            torch 2.x's forward-mode AD of ``layer_norm`` gives wrong second derivatives
+            through reverse_over_forward, off by 50-75% on a transformer); ``op.mode`` then
+            says which one is used and ``op.fallback_reason`` why.
         counter: counts the products; a fresh one by default. Read ``op.counter.count``.
         poll: called between batches (MPI ranks use it to answer requests while computing);
             may be replaced later through the ``poll`` attribute.
@@ -136,8 +142,8 @@ class HessianOperator:
             dtype differs from the parameters'.
     """
 
-    def __init__(self, model: nn.Module, batches: Batches, *, num_classes: int,
-                 loss_name: str = "crossentropy", params: str = "dim>1",
+    def __init__(self, model: nn.Module, batches: Batches, *, num_classes: int = 0,
+                 loss_name: str | Loss = "crossentropy", params: str = "dim>1",
                  mode: str = "auto", counter: HVPCounter | None = None,
                  poll: Poll | None = None):
         if model.training:
@@ -147,13 +153,11 @@ class HessianOperator:
             raise ValueError(f"mode must be one of {HVP_MODES}, got {mode!r}")
         if not batches:
             raise ValueError("no batches: the Hessian needs evaluation data")
-        if loss_name not in LOSSES:
-            raise ValueError(f"loss_name must be one of {LOSSES}, got {loss_name!r}")
         named = hessian_parameters(model, params)
         self.model = model
         self.batches = list(batches)
         self.num_classes = num_classes
-        self.loss_name = loss_name
+        self.objective = get_loss(loss_name)
         self.params = params
         self.mode = "reverse_over_forward" if mode == "auto" else mode
         self._may_fall_back = mode == "auto"
@@ -167,11 +171,12 @@ class HessianOperator:
         self.size = sum(self._sizes)
         self.dtype = self._parameters[0].dtype
         self.device = self._parameters[0].device
-        self.num_samples = sum(len(y) for _, y in self.batches)
         for x, _ in self.batches:
-            if x.is_floating_point() and x.dtype != self.dtype:
-                raise ValueError(f"inputs are {x.dtype} but the parameters are {self.dtype}; "
-                                 f"use hessian.cast_model_and_batches to put both in one dtype")
+            for t in (x.values() if isinstance(x, Mapping) else [x]):
+                if t.is_floating_point() and t.dtype != self.dtype:
+                    raise ValueError(f"inputs are {t.dtype} but the parameters are {self.dtype}; "
+                                     f"use hessian.cast_model_and_batches to put both in one dtype")
+        self.num_items = self._count_items()
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -191,10 +196,20 @@ class HessianOperator:
             raise ValueError(f"expected a vector of shape ({self.size},), got {tuple(v.shape)}")
         return v.to(device=self.device, dtype=self.dtype)
 
-    def _batch_loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        # 1/N per sample (N = all samples), so the batches add up to the mean loss
-        return loss_sum(outputs, targets, loss_name=self.loss_name,
-                        num_classes=self.num_classes) / self.num_samples
+    def _count_items(self) -> int:
+        """N of the mean: the items the loss counts over all batches (one forward pass)."""
+        with torch.no_grad():
+            counts = [self.objective.sums(logits_of(call_model(self.model, x)), y, num_classes=self.num_classes).count
+                      for x, y in self.batches]
+        total = int(sum(int(c) for c in counts))
+        if total < 1:
+            raise ValueError("the loss counts no items in these batches (every target ignored?)")
+        return total
+
+    def _batch_loss(self, outputs: object, targets: torch.Tensor) -> torch.Tensor:
+        # 1/N per item (N = all items counted), so the batches add up to the mean loss
+        summed = self.objective.sums(logits_of(outputs), targets, num_classes=self.num_classes).loss
+        return summed.to(self.dtype) / self.num_items
 
     def _after_batch(self) -> None:
         if self.poll is not None:
@@ -219,11 +234,29 @@ class HessianOperator:
             self.mode, self.fallback_reason = "double_backward", f"{type(exc).__name__}: {exc}"
             self._may_fall_back = False
             out = self._product(v)
+        if self._may_fall_back:
+            out = self._checked_against_double_backward(v, out)
         self._may_fall_back = False
         self.counter.add()
         if not bool(torch.isfinite(out).all()):
             raise NonFiniteHessian("a Hessian-vector product is NaN or inf at these weights")
         return out
+
+    def _checked_against_double_backward(self, v: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """The first product of the auto mode, compared once with double_backward's: where they
+        differ by more than rounding, double_backward is used from now on (and its product
+        returned)."""
+        fast_mode, self.mode = self.mode, "double_backward"
+        reference = self._product(v)
+        scale = float(reference.norm())
+        error = float((out - reference).norm()) / scale if scale > 0 else float((out - reference).norm())
+        if error <= (1e-8 if self.dtype == torch.float64 else 1e-3):
+            self.mode = fast_mode
+            return out
+        self.fallback_reason = (f"{fast_mode} products differ from double_backward's by {error:.2g} "
+                                f"(relative): an operation of this model has wrong forward-mode "
+                                f"derivatives in torch {torch.__version__} (layer_norm does)")
+        return reference
 
     def _product(self, v: torch.Tensor) -> torch.Tensor:
         out = torch.zeros(self.size, dtype=self.dtype, device=self.device)
@@ -239,7 +272,7 @@ class HessianOperator:
     def _double_backward(self, v_parts: list[torch.Tensor], out_parts: list[torch.Tensor]) -> None:
         with torch.enable_grad():
             for inputs, targets in self.batches:
-                loss = self._batch_loss(self.model(inputs), targets)
+                loss = self._batch_loss(call_model(self.model, inputs), targets)
                 grads = torch.autograd.grad(loss, self._parameters, create_graph=True)
                 products = torch.autograd.grad(grads, self._parameters, grad_outputs=v_parts)
                 torch._foreach_add_(out_parts, products)
@@ -265,11 +298,13 @@ class HessianOperator:
                 torch._foreach_add_(out_parts, products)
                 self._after_batch()
 
-    def _functional_loss(self, inputs: torch.Tensor,
+    def _functional_loss(self, inputs: Inputs,
                          targets: torch.Tensor) -> Callable[[tuple[torch.Tensor, ...]], torch.Tensor]:
+        args, kwargs = ((), dict(inputs)) if isinstance(inputs, Mapping) else ((inputs,), {})
+
         def loss(chosen: tuple[torch.Tensor, ...]) -> torch.Tensor:
             outputs = torch.func.functional_call(self.model, dict(zip(self.names, chosen)),
-                                                 (inputs,), strict=False)
+                                                 args, kwargs, strict=False)
             return self._batch_loss(outputs, targets)
         return loss
 
@@ -278,7 +313,7 @@ class HessianOperator:
         total = torch.zeros((), dtype=self.dtype, device=self.device)
         with torch.no_grad():
             for inputs, targets in self.batches:
-                total += self._batch_loss(self.model(inputs), targets)
+                total += self._batch_loss(call_model(self.model, inputs), targets)
                 self._after_batch()
         return float(total)
 
@@ -302,7 +337,7 @@ class HessianOperator:
         out_parts = self.unflatten(out)
         with torch.enable_grad():
             for inputs, targets in self.batches:
-                loss = self._batch_loss(self.model(inputs), targets)
+                loss = self._batch_loss(call_model(self.model, inputs), targets)
                 torch._foreach_add_(out_parts, torch.autograd.grad(loss, self._parameters))
                 self._after_batch()
         return out

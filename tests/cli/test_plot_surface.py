@@ -248,7 +248,7 @@ def test_bad_files_give_one_line_and_exit_2(tmp_path, monkeypatch, capsys, check
                     "its forward raised RuntimeError: mat1 and mat2 shapes cannot be multiplied"]),
     ("five_classes", ["does not fit the digits train data", "(4, 3, 32, 32)", "returned a tensor of shape (4, 5)",
                       "expected floating-point logits of shape (4, 10)", "(10 classes)"]),
-    ("pair", ["does not fit", "(4, 3, 32, 32)", "returned a tuple of 2 item(s)"]),
+    ("features", ["does not fit", "(4, 3, 32, 32)", "returned a dict with keys ['features']"]),
     ("rank3", ["does not fit", "(4, 3, 32, 32)", "returned a tensor of shape (4, 10, 1)"]),
 ])
 def test_model_that_does_not_fit_the_data_is_refused_before_the_grid(tmp_path, monkeypatch, capsys,

@@ -573,6 +573,14 @@ def int_inputs():
     return TensorDataset(torch.zeros(4, 3, dtype=torch.uint8), torch.tensor([0, 1, 0, 1])), None
 
 
+def bool_labels():
+    return TensorDataset(torch.zeros(4, 3), torch.tensor([True, False, True, False])), None
+
+
+def dict_without_target():
+    return [{"input_ids": torch.zeros(3, dtype=torch.long), "target": torch.tensor(1)}] * 2, None
+
+
 def empty():
     return TensorDataset(torch.zeros(0, 3), torch.zeros(0, dtype=torch.long)), None
 
@@ -652,15 +660,44 @@ def test_custom_from_module(custom_file: Path, monkeypatch) -> None:
         ("boom", "raised RuntimeError: dataset server unreachable"),
         ("not_a_pair", r"expected a pair \(train, test\)"),
         ("not_a_dataset", "returned a int as its train split"),
-        ("string_inputs", "expected a float tensor"),
-        ("float_labels", "expected integer class labels"),
-        ("int_inputs", "expected a float tensor"),
+        ("string_inputs", "yielded input 'x' of type tuple, expected a tensor per item"),
+        ("bool_labels", r"targets of dtype torch.bool and shape \(4,\), expected integer class labels or real"),
+        ("dict_without_target", r"keys \['input_ids', 'target'\] but no target 'labels'; name the target's "
+                                r"key with --target_key"),
         ("empty", "is empty"),
     ],
 )
 def test_custom_failures(custom_file: Path, function: str, match: str) -> None:
     with pytest.raises(DataError, match=match):
         load_eval_data(f"{custom_file}:{function}")
+
+
+def test_custom_inputs_of_any_dtype_and_real_targets_are_kept_as_given(custom_file: Path) -> None:
+    tokens = load_eval_data(f"{custom_file}:int_inputs")
+    assert tokens.x.dtype == torch.uint8 and torch.equal(tokens.y, torch.tensor([0, 1, 0, 1]))
+    regression = load_eval_data(f"{custom_file}:float_labels")
+    assert regression.y.dtype == torch.float32 and regression.num_classes == 0
+    assert torch.equal(regression.y, torch.tensor([0.0, 1.0, 0.5, 2.0]))
+
+
+def test_custom_dict_items_split_into_keyword_inputs_and_the_target(tmp_path: Path) -> None:
+    source = tmp_path / "dicts.py"
+    source.write_text(
+        "import torch\n"
+        "def items():\n"
+        "    ids = torch.arange(40).view(10, 4) % 7\n"
+        "    labels = torch.where(ids > 4, -100, ids)  # -100: positions to skip\n"
+        "    data = [{'input_ids': ids[i], 'mask': ids[i] > 0, 'target': labels[i]} for i in range(10)]\n"
+        "    return data, None\n")
+    data = load_eval_data(f"{source}:items", target_key="target", data_split=2, split_idx=1)
+    assert sorted(data.x) == ["input_ids", "mask"] and data.x["mask"].dtype == torch.bool
+    rows = torch.from_numpy(split_indices(10, 2, 1))
+    ids = torch.arange(40).view(10, 4) % 7
+    assert torch.equal(data.x["input_ids"], ids[rows])
+    assert torch.equal(data.y, torch.where(ids > 4, -100, ids)[rows])
+    assert data.num_classes == 5  # largest counted label + 1; -100 is not a label
+    with pytest.raises(DataError, match="no target 'labels'"):
+        load_eval_data(f"{source}:items")
 
 
 def test_custom_import_failures(tmp_path: Path) -> None:

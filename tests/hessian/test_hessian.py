@@ -32,6 +32,7 @@ from loss_landscape_toolkit.hessian import (
     spectral_density,
     top_eigenvalues,
 )
+from loss_landscape_toolkit.objective import LossError
 from loss_landscape_toolkit.surface import EvalSet
 
 
@@ -253,7 +254,7 @@ def test_float32_by_default_and_close_to_float64():
 def test_poll_is_called_between_batches():
     model, batches, _, _ = tiny_case("mlp", n=24, batch_size=10)  # 3 batches
     calls = []
-    op = HessianOperator(model, batches, num_classes=3, poll=lambda: calls.append(1))
+    op = HessianOperator(model, batches, num_classes=3, poll=lambda: calls.append(1), **FAST)
     op.matvec(torch.ones(op.size, dtype=torch.float64))
     assert len(calls) == 3
 
@@ -265,9 +266,11 @@ def test_refuses_training_mode_mixed_dtypes_and_unknown_options():
     model.eval()
     with pytest.raises(ValueError, match="cast_model_and_batches"):
         HessianOperator(model, [(x.float(), y) for x, y in batches], num_classes=3)
-    for bad in ({"params": "biases"}, {"mode": "finite_differences"}, {"loss_name": "hinge"}):
+    for bad in ({"params": "biases"}, {"mode": "finite_differences"}):
         with pytest.raises(ValueError, match="must be one of"):
             HessianOperator(model, batches, num_classes=3, **bad)
+    with pytest.raises(LossError, match="unknown loss 'hinge'"):
+        HessianOperator(model, batches, num_classes=3, loss_name="hinge")
     op = HessianOperator(model, batches, num_classes=3)
     with pytest.raises(ValueError, match="shape"):
         op.matvec(torch.ones(5, dtype=torch.float64))
