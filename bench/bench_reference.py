@@ -13,8 +13,9 @@ Both sides compute the same grid points of the same model on the same CIFAR-form
 - ours (default flags): the real per-point work of the grid loop (surface_task), with the speed
   options chosen as plot_surface.py chooses them when no flag is given (file writes, made every
   --flush_secs in a run, are left out).
-- ours with --no_channels_last, and ours with --compile (alone and with channels_last) for the
-  options the issue asked to measure.
+- ours without each default speed option (--no_fold_bn, --no_channels_last, neither), with
+  other evaluation batch sizes (--batch_sizes), and with --compile (--compile), to show what
+  each choice is worth.
 
 Points of the variants are interleaved (reference, ours, ... for each point), so the machine's
 drift hits all alike; the median per point is reported, start-up excluded. The FLOP limit is
@@ -95,17 +96,18 @@ class OurLoop:
     accuracy over the cached batches), with the speed options a run would choose. The surface
     file writes are left out: a run makes them every --flush_secs, not per point."""
 
-    def __init__(self, name: str, images: np.ndarray, labels: np.ndarray, direction, coords,
-                 channels_last: bool | None, compile: bool):
+    def __init__(self, name: str, images: np.ndarray, labels: np.ndarray, direction, coords, *,
+                 channels_last: bool | None = None, compile: bool = False, fold_bn: bool = True,
+                 batch_size: int = 128):
         x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(255)
         mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in (CIFAR10_MEAN, CIFAR10_STD))
-        batches = make_batches((x - mean) / std, torch.from_numpy(labels).long(), 128)
+        batches = make_batches((x - mean) / std, torch.from_numpy(labels).long(), batch_size)
         self.model = seeded_model(name).eval()
         evalsets = {"train": EvalSet(batches, 10)}
         cl, self.why = settle_channels_last(channels_last, self.model, evalsets)
         self.task = surface_task(model=self.model, directions=[direction], dir_type="weights",
                                  xcoordinates=coords, ycoordinates=None, evalsets=evalsets,
-                                 loss_name="crossentropy", channels_last=cl, compile=compile)
+                                 loss_name="crossentropy", channels_last=cl, compile=compile, fold_bn=fold_bn)
         self.evaluate = self.task.__enter__()
         self.evaluate([(0, ("train",))], lambda: None)  # warm-up (and the compile, if any)
 
@@ -130,7 +132,7 @@ def forward_flops(name: str, images: int) -> float:
     return float(counter.get_total_flops())
 
 
-def bench_model(name: str, images: int, points: int, compile_too: bool) -> None:
+def bench_model(name: str, images: int, points: int, compile_too: bool, batch_sizes: list[int]) -> None:
     rng = np.random.default_rng(0)
     pixels = rng.integers(0, 256, size=(images, 32, 32, 3), dtype=np.uint8)
     labels = rng.integers(0, 10, size=images)
@@ -138,11 +140,16 @@ def bench_model(name: str, images: int, points: int, compile_too: bool) -> None:
                                         generator=torch.Generator().manual_seed(1))
     coords = np.linspace(-1, 1, points + 1)
     loops = {"reference loop": ReferenceLoop(name, pixels, labels, direction, coords)}
-    loops["ours, default"] = OurLoop(name, pixels, labels, direction, coords, None, False)
-    loops["ours, --no_channels_last"] = OurLoop(name, pixels, labels, direction, coords, False, False)
+    loops["ours, default"] = OurLoop(name, pixels, labels, direction, coords)
+    loops["ours, --no_fold_bn"] = OurLoop(name, pixels, labels, direction, coords, fold_bn=False)
+    loops["ours, --no_channels_last"] = OurLoop(name, pixels, labels, direction, coords, channels_last=False)
+    loops["ours, neither"] = OurLoop(name, pixels, labels, direction, coords, channels_last=False, fold_bn=False)
+    for size in batch_sizes:
+        loops[f"ours, --batch_size {size}"] = OurLoop(name, pixels, labels, direction, coords, batch_size=size)
     if compile_too:
-        loops["ours, --compile --no_channels_last"] = OurLoop(name, pixels, labels, direction, coords, False, True)
-        loops["ours, --compile (channels_last)"] = OurLoop(name, pixels, labels, direction, coords, True, True)
+        loops["ours, --compile"] = OurLoop(name, pixels, labels, direction, coords, compile=True)
+        loops["ours, --compile --no_fold_bn"] = OurLoop(name, pixels, labels, direction, coords, compile=True,
+                                                        fold_bn=False)
     seconds: dict[str, list[float]] = {k: [] for k in loops}
     values: dict[str, list[float]] = {k: [] for k in loops}
     for k in range(1, points + 1):
@@ -153,11 +160,11 @@ def bench_model(name: str, images: int, points: int, compile_too: bool) -> None:
     reference = statistics.median(seconds["reference loop"])
     limit = forward_flops(name, images) / (matmul_gflops() * 1e9)
     print(f"{name}: {images} images, {points} points, {torch.get_num_threads()} threads; "
-          f"default chose channels_last: {loops['ours, default'].why}; FLOP limit {limit:.3f} s/point")
+          f"default chose channels_last ({loops['ours, default'].why}) and fold_bn; FLOP limit {limit:.3f} s/point")
     for label in loops:
         per = statistics.median(seconds[label])
         gap = max(abs(a - b) for a, b in zip(values[label], values["reference loop"]))
-        print(f"  {label:34s} {per:7.3f} s/point  x{reference / per:5.2f} vs reference  "
+        print(f"  {label:30s} {per:7.3f} s/point  x{reference / per:5.2f} vs reference  "
               f"{100 * limit / per:4.0f}% of the FLOP limit  (max |loss - reference| {gap:.1e})", flush=True)
 
 
@@ -167,10 +174,12 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=500)
     parser.add_argument("--points", type=int, default=5)
     parser.add_argument("--compile", action="store_true", help="also measure --compile (slow to start)")
+    parser.add_argument("--batch_sizes", default="", help="also measure these evaluation batch sizes, e.g. 256,500")
     args = parser.parse_args()
     print(f"threads: {set_threads(None)}")
     for name in args.models.split(","):
-        bench_model(name, args.images, args.points, args.compile)
+        bench_model(name, args.images, args.points, args.compile,
+                    [int(b) for b in args.batch_sizes.split(",") if b])
 
 
 if __name__ == "__main__":

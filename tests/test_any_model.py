@@ -347,3 +347,35 @@ def test_training_cli_trains_the_lm_from_files(tmp_path, monkeypatch, capsys):
     first, last = (float(line.split("loss: ")[1].split()[0]) for line in (log[0], log[-1]))
     assert last < first - 0.5  # one epoch of Adam lowers the mean token loss clearly
     assert os.path.exists(folder / "model_1.t7")
+
+
+@pytest.mark.mpi
+def test_mpirun_and_shards_of_an_hf_style_loss_only_surface_equal_one_process(tmp_path):
+    """Dict items, a user loss (no accuracy arrays), 2 ranks, and 2 shards merged: one surface."""
+    from conftest import run_script
+
+    torch.manual_seed(0)
+    torch.save(load_example("tiny_lm").model(d_model=8, layers=1, heads=2).state_dict(), tmp_path / "lm.pt")
+    (tmp_path / "small_lm.py").write_text(
+        "import importlib.util\n"
+        f"spec = importlib.util.spec_from_file_location('tiny_lm', {LM!r})\n"
+        "lm = importlib.util.module_from_spec(spec); spec.loader.exec_module(lm)\n"
+        "def model():\n    return lm.hf_model(d_model=8, layers=1, heads=2)\n")
+    common = ["--model", "small_lm.py:model", "--model_file", "lm.pt", "--dataset", f"{LM}:hf_dataset",
+              "--data_split", "16", "--loss", f"{LM}:token_cross_entropy", "--x=-1:1:3", "--y=-1:1:2",
+              "--threads", "1", "--no_progress"]  # one direction file, named after lm.pt
+    serial = run_script("plot_surface.py", *common, "--surf_file", "serial.h5", cwd=tmp_path, timeout=300)
+    assert serial.returncode == 0, serial.stderr
+    mpi = run_script("plot_surface.py", *common, "--surf_file", "mpi.h5", cwd=tmp_path, nproc=2, timeout=300)
+    assert mpi.returncode == 0 and "2 process(es)" in mpi.stdout, mpi.stderr
+    for rank in ("0", "1"):
+        shard = run_script("plot_surface.py", *common, "--surf_file", "shards.h5", "--of", "2", "--rank", rank,
+                           cwd=tmp_path, timeout=300)
+        assert shard.returncode == 0, shard.stderr
+    merged = run_script("plot_surface.py", *common, "--surf_file", "shards.h5", "--of", "2", "--merge",
+                        cwd=tmp_path, timeout=300)
+    assert merged.returncode == 0, merged.stderr
+    arrays = {name: h5io.read_surface_file(str(tmp_path / f"{name}.h5")).arrays for name in ("serial", "mpi", "shards")}
+    assert "train_acc" not in arrays["serial"] and arrays["serial"]["train_loss"].shape == (2, 3)
+    for name in ("mpi", "shards"):
+        np.testing.assert_array_equal(arrays[name]["train_loss"], arrays["serial"]["train_loss"])
