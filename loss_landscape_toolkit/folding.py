@@ -10,6 +10,10 @@ element-wise operations on the weights, before each point. The model itself is n
 
 Pairs are found on the ``torch.fx`` graph: a ``Conv2d`` call whose only user is a
 ``BatchNorm2d`` call with running statistics. A model fx cannot trace is evaluated as it is.
+The graph runs the forward's tensor operations only: Python side effects or branches on
+anything but the model's structure are traced once and frozen. That is exact for the zoo's
+models, so :func:`foldable_by_default` turns folding on for them alone; other models are folded
+when asked.
 """
 from __future__ import annotations
 
@@ -54,6 +58,15 @@ class FoldedModel:
             shift = -bn.running_mean if conv.bias is None else conv.bias - bn.running_mean
             bias = shift * scale
             folded.bias.copy_(bias if bn.bias is None else bias + bn.bias)
+
+
+TRUSTED_MODULES = ("torch.nn.", "loss_landscape_toolkit.models.")  # forwards that fx traces exactly
+
+
+def foldable_by_default(model: nn.Module) -> bool:
+    """Whether every module of ``model`` is torch's or the zoo's (whose forwards have no Python
+    side effects or data-dependent branches), so folding is exact and on by default."""
+    return all(type(m).__module__.startswith(TRUSTED_MODULES) for m in model.modules())
 
 
 def fold_batchnorm(model: nn.Module) -> tuple[FoldedModel | None, str]:

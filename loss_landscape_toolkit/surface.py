@@ -40,7 +40,7 @@ from .evaluation import (
     prepare_model,
     resolve_channels_last,
 )
-from .folding import fold_batchnorm
+from .folding import fold_batchnorm, foldable_by_default
 from .h5io import TEST, TEST_LOSS, TRAIN, TRAIN_LOSS, MetricGroup
 from .models.loading import state_fingerprint
 from .objective import Loss, get_loss, logits_of
@@ -272,7 +272,7 @@ def compute_surface(model: nn.Module, data: Any, *, x: Sequence[float], y: Seque
                     batch_size: int = 128, device: str | torch.device | None = None,
                     surf_file: str | None = None, world: World | None = None,
                     progress: bool = False, channels_last: bool | None = None,
-                    compile: bool = False, bf16: bool = False, fold_bn: bool = True,
+                    compile: bool = False, bf16: bool = False, fold_bn: bool | None = None,
                     points_per_forward: int = 1) -> Surface:
     """Evaluate loss and accuracy of ``model`` on the grid ``x`` (times ``y``) around it.
 
@@ -309,7 +309,8 @@ def compute_surface(model: nn.Module, data: Any, *, x: Sequence[float], y: Seque
             turns it on for convolutional models whose forward accepts it.
         bf16: bfloat16 autocast (about 3 significant digits; faster on recent GPUs).
         fold_bn: evaluate with each BatchNorm folded into the convolution before it, refreshed
-            at every point (one pass less per layer; rounding-level differences). Models
+            at every point (one pass less per layer; rounding-level differences). None (the
+            default): on for the zoo's models (see :func:`folding.foldable_by_default`). Models
             without such pairs, or that torch.fx cannot trace, are evaluated as they are.
         points_per_forward: evaluate this many grid points per forward pass (``torch.func.vmap``).
 
@@ -352,7 +353,8 @@ def compute_surface(model: nn.Module, data: Any, *, x: Sequence[float], y: Seque
         stats = run_surface(world=world, model=model, directions=directions, dir_type=dir_type,
                             surf_file=path, xcoordinates=xs, ycoordinates=ys, evalsets=evalsets,
                             loss_name=loss, progress=progress, channels_last=channels_last,
-                            compile=compile, bf16=bf16, fold_bn=fold_bn,
+                            compile=compile, bf16=bf16,
+                            fold_bn=foldable_by_default(model) if fold_bn is None else fold_bn,
                             points_per_forward=points_per_forward)
         values = {}
         if world.is_root:

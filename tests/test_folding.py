@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from loss_landscape_toolkit.directions import create_random_direction, tensors_of
-from loss_landscape_toolkit.folding import fold_batchnorm
+from loss_landscape_toolkit.folding import fold_batchnorm, foldable_by_default
 from loss_landscape_toolkit.models import create_model
 from loss_landscape_toolkit.surface import compute_surface
 
@@ -93,3 +93,10 @@ def test_surface_with_folding_equals_the_unfolded_one_for_weights_and_states_dir
         folded = compute_surface(model, (x, y), fold_bn=True, **common).values
         np.testing.assert_allclose(folded["train_loss"], plain["train_loss"], rtol=2e-5)
         np.testing.assert_allclose(folded["train_acc"], plain["train_acc"], atol=2.5 + 1e-9)  # 1 sample in 40
+
+
+def test_folding_is_on_by_default_for_the_zoo_only():
+    """A model of one's own may have Python side effects in its forward, which a traced graph
+    would drop: it is folded only when asked."""
+    assert foldable_by_default(create_model("resnet20"))
+    assert not foldable_by_default(ConvBN())

@@ -38,7 +38,7 @@ from ..directions import (
 )
 from ..errors import FileFormatError, ModelError, SilentExit, UsageError
 from ..evaluation import check_model_fits, make_batches
-from ..folding import fold_batchnorm
+from ..folding import fold_batchnorm, foldable_by_default
 from ..models import list_models
 from ..models.loading import build_model, load_model, state_fingerprint
 from ..parallel.world import World, detect_world, env_rank
@@ -237,6 +237,10 @@ def choose_speed_options(args: argparse.Namespace, model: nn.Module, evalsets: d
         elif getattr(args, "points_per_forward", 1) > 1:
             args.fold_bn = False
             parts.append("fold_bn off (--points_per_forward)")
+        elif args.fold_bn is None and not foldable_by_default(model):
+            args.fold_bn = False
+            parts.append("fold_bn off (a model of your own: --fold_bn folds it if its forward has no "
+                         "Python side effects)")
         else:
             folded, why = fold_batchnorm(model)
             args.fold_bn = folded is not None

@@ -616,7 +616,7 @@ def test_custom_from_file(custom_file: Path) -> None:
     assert torch.equal(raw.x, data.x)  # raw_data has no effect on custom datasets
     test = load_eval_data(f"{custom_file}:both", split="test")
     assert test.x[:, 0, 0, 0].tolist() == [1000.0 + i for i in range(10)]
-    assert "custom dataset" in data.description and "300 images" in data.description
+    assert "custom dataset" in data.description and "300 items" in data.description
 
 
 def test_custom_data_split(custom_file: Path) -> None:
