@@ -379,3 +379,24 @@ def test_mpirun_and_shards_of_an_hf_style_loss_only_surface_equal_one_process(tm
     assert "train_acc" not in arrays["serial"] and arrays["serial"]["train_loss"].shape == (2, 3)
     for name in ("mpi", "shards"):
         np.testing.assert_array_equal(arrays[name]["train_loss"], arrays["serial"]["train_loss"])
+
+
+def test_a_fused_attention_kernel_without_second_derivatives_is_one_clear_error(lm):
+    from loss_landscape_toolkit.errors import ModelError
+
+    class FusedAttention(lm.CausalSelfAttention):
+        def forward(self, h):  # the default kernel choice: fused on CPU, no second derivatives
+            B, T, C = h.shape
+            q, k, v = (t.view(B, T, self.heads, C // self.heads).transpose(1, 2) for t in self.qkv(h).split(C, dim=2))
+            return self.proj(F.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2).reshape(B, T, C))
+
+    torch.manual_seed(0)
+    net = lm.model(d_model=8, layers=1, heads=2).eval()
+    fused = FusedAttention(8, 2, 0.0)
+    fused.load_state_dict(net.blocks[0].attn.state_dict())
+    net.blocks[0].attn = fused.eval()
+    op = HessianOperator(net, make_batches(*small_lm_data(lm, 4), 4))
+    with pytest.raises(ModelError) as info:
+        op.matvec(torch.ones(op.size))
+    message = str(info.value)
+    assert "no second derivatives" in message and "sdpa_kernel(SDPBackend.MATH)" in message and "\n" not in message

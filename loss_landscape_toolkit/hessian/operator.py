@@ -23,6 +23,7 @@ from scipy.sparse.linalg import LinearOperator
 from torch import nn
 
 from .._options import PARAM_SETS
+from ..errors import ModelError, one_line
 from ..evaluation import Batches, map_inputs
 from ..objective import Inputs, Loss, call_model, get_loss, logits_of
 
@@ -231,9 +232,16 @@ class HessianOperator:
         except (NotImplementedError, RuntimeError) as exc:
             if not self._may_fall_back:
                 raise
-            self.mode, self.fallback_reason = "double_backward", f"{type(exc).__name__}: {exc}"
-            self._may_fall_back = False
-            out = self._product(v)
+            first = f"{type(exc).__name__}: {exc}"
+            self.mode, self.fallback_reason, self._may_fall_back = "double_backward", first, False
+            try:
+                out = self._product(v)
+            except (NotImplementedError, RuntimeError) as again:
+                raise ModelError(
+                    f"the model has no second derivatives to take a Hessian of: {one_line(exc, 150)}; with "
+                    f"double backward, {one_line(again, 150)}. A fused kernel without them (e.g. "
+                    f"scaled_dot_product_attention on CPU) can run as its math version inside "
+                    f"torch.nn.attention.sdpa_kernel(SDPBackend.MATH)") from again
         if self._may_fall_back:
             out = self._checked_against_double_backward(v, out)
         self._may_fall_back = False
