@@ -1,7 +1,10 @@
 # Two commands (see README.md):
 #   make demo   the main job on the embedded digits data, with mpirun -n 2
 #   make test   the lint, then the whole test suite
-# Both create .venv from requirements.txt (pinned versions) when it is missing or outdated.
+# and the paper's findings at small scale:
+#   make gallery every paper/ script on the digits data, on this CPU, rewriting paper/gallery/
+#                (PNGs and numbers); prints how long it took
+# Each creates .venv from requirements.txt (pinned versions) when it is missing or outdated.
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -51,3 +54,16 @@ bench: $(STAMP)
 
 clean-demo:
 	rm -rf $(DEMO)
+
+# One script per finding of the paper (README.md, "The paper's findings at small scale"); each
+# trains what it needs into paper/out/ and skips every step whose outputs exist, so a rerun only
+# redoes what is missing. Ordered so that figures sharing trained networks and surfaces come together.
+# GALLERY_ARGS go to every script, e.g. make gallery GALLERY_ARGS="--threads 1" on a busy machine.
+PAPER_FIGURES := fig1_skip_connections fig5_depth fig6_width fig7_hessian_ratio fig18_random_directions \
+	fig3_linear_interpolation fig4_batch_size_weight_decay fig9_trajectories
+
+.PHONY: gallery
+gallery: $(STAMP)
+	@start=$$(date +%s); \
+	for fig in $(PAPER_FIGURES); do $(PY) paper/$$fig.py $(GALLERY_ARGS) || exit 1; done; \
+	echo "gallery: paper/gallery/ rewritten in $$(( $$(date +%s) - start )) s ($(words $(PAPER_FIGURES)) figures)"

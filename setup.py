@@ -11,8 +11,8 @@ from setuptools import find_packages, setup
 VERSION = re.search(r'__version__ = "([^"]+)"',
                     (Path(__file__).parent / "loss_landscape_toolkit" / "_version.py").read_text()).group(1)
 
-# program name -> module of loss_landscape_toolkit.cli (the checkout's plot_*.py, h52vtp.py and
-# cifar10/main.py call the same main functions)
+# program name -> module of loss_landscape_toolkit.cli (the checkout's plot_*.py, h52vtp.py,
+# compare_surfaces.py and cifar10/main.py call the same main functions)
 SCRIPTS = {
     "plot_surface": "plot_surface",
     "plot_1D": "plot_1d",
@@ -21,6 +21,7 @@ SCRIPTS = {
     "plot_hessian_eigen": "plot_hessian_eigen",
     "h52vtp": "h52vtp",
     "landscape_train": "train",
+    "compare_surfaces": "compare",
 }
 
 setup(

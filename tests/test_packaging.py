@@ -15,7 +15,7 @@ PACKAGE = "loss_landscape_toolkit"
 ENTRY_POINTS = {  # checkout file -> module of the package's cli
     "plot_surface.py": "plot_surface", "plot_1D.py": "plot_1d", "plot_2D.py": "plot_2d",
     "plot_trajectory.py": "plot_trajectory", "plot_hessian_eigen.py": "plot_hessian_eigen",
-    "h52vtp.py": "h52vtp", "cifar10/main.py": "train",
+    "h52vtp.py": "h52vtp", "cifar10/main.py": "train", "compare_surfaces.py": "compare",
 }
 
 
