@@ -424,6 +424,16 @@ class Plan:
         """The names of the grid jobs so far (what a table of their files waits for)."""
         return [job.name for job in self.jobs if job.estimate]
 
+    def trained_surfaces(self, hours: dict[str, tuple[float, float]]) -> None:
+        """For each model (-> its training and grid time limits): its training, its 51 x 51
+        surface on [-1, 1]^2 around the final checkpoint, then the table of all of them."""
+        files = []
+        for model, (train_hours, grid_hours) in hours.items():
+            job, checkpoint = self.train(Training(model), hours=train_hours)
+            files.append(self.grid(f"{model}_2d", model=model, model_file=checkpoint, x="-1:1:51", y="-1:1:51",
+                                   after=[job], hours=grid_hours))
+        self.compare(files, list(hours), after=self.grids())
+
     def compare(self, files: Sequence[str], labels: Sequence[str], *, after: Sequence[str]) -> str:
         """A job printing the side-by-side numbers of ``files``."""
         return self.cpu("compare", [Command("compare_surfaces.py", ("-f", *files, "--labels", *labels))],

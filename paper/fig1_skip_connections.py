@@ -32,12 +32,7 @@ def small(s: c.SmallScale) -> None:
 
 
 def paper(p: c.Plan) -> None:
-    files = []
-    for model in PAPER_MODELS:
-        job, checkpoint = p.train(c.Training(model), hours=8)
-        files.append(p.grid(f"{model}_2d", model=model, model_file=checkpoint, x="-1:1:51", y="-1:1:51",
-                            after=[job]))
-    p.compare(files, list(PAPER_MODELS), after=p.grids())
+    p.trained_surfaces(dict.fromkeys(PAPER_MODELS, (8, 2.0)))
 
 
 if __name__ == "__main__":

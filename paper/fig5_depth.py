@@ -32,15 +32,8 @@ def small(s: c.SmallScale) -> None:
 
 
 def paper(p: c.Plan) -> None:
-    files, labels = [], []
-    for shortcut in ("", "_noshort"):
-        for depth, (train_hours, grid_hours) in PAPER_HOURS.items():
-            model = f"resnet{depth}{shortcut}"
-            job, checkpoint = p.train(c.Training(model), hours=train_hours)
-            files.append(p.grid(f"{model}_2d", model=model, model_file=checkpoint, x="-1:1:51", y="-1:1:51",
-                                after=[job], hours=grid_hours))
-            labels.append(model)
-    p.compare(files, labels, after=p.grids())
+    p.trained_surfaces({f"resnet{depth}{shortcut}": hours for shortcut in ("", "_noshort")
+                        for depth, hours in PAPER_HOURS.items()})
 
 
 if __name__ == "__main__":

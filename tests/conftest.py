@@ -74,6 +74,16 @@ def small_data() -> tuple[torch.Tensor, torch.Tensor]:
 _current_test: list = [None]
 
 
+@pytest.fixture
+def one_thread():
+    """torch on one thread for the test: tiny products take ~1 ms, and with 2 threads on 2 busy
+    cores ~30x longer; numbers are also reproducible. Use with pytest.mark.usefixtures."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(autouse=True)
 def _remember_test(request):
     """The running test's node, so that run_script can check its markers."""

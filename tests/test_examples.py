@@ -23,13 +23,7 @@ LM = _load("tiny_lm")
 REG = _load("regression")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One thread: the numbers are reproducible and the machine is shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _all_items(data) -> object:

@@ -144,13 +144,7 @@ def random_vectors(n: int, count: int = 3, seed: int = 5) -> torch.Tensor:
     return torch.randn(count, n, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny products are ~1 ms; with 2 threads on 2 busy cores they take ~30x longer."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # --------------------------------------------------------------------------- products
